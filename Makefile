@@ -1,0 +1,39 @@
+# detvm: the README's two commands are `make demo` and `make test`; both set
+# up what is missing first and are safe to run again.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+export DETVM_AGENT := $(BIN)/detvm-agent
+
+.PHONY: setup build demo test soak bench check clean
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(GO) build -o $(BIN)/detvm ./cmd/detvm
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/detvm-agent ./cmd/detvm-agent
+	gcc -O2 -Wall -pthread -o examples/hello/rand examples/hello/rand.c
+
+demo: setup build
+	$(BIN)/detvm doctor
+	$(BIN)/detvm run examples/hello/scenario.yaml --seed 1
+
+# The whole suite, real QEMU tests included (about 10 minutes on 2 cores).
+test: setup build check
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Long repetitions outside CI: 10 runs per example, half under a CPU hog.
+soak: setup build
+	bash scripts/soak.sh | tee docs/soak.md
+
+bench: setup build
+	bash scripts/bench.sh | tee docs/benchmarks.md
+
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: run gofmt -w on the files above'; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+clean:
+	rm -rf $(BIN) examples/hello/rand runs

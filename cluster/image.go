@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/detvm/detvm/images"
+	"github.com/detvm/detvm/scenario"
+	"github.com/detvm/detvm/wire"
+)
+
+// BaseEnv is every guest process's environment before the scenario's own.
+var BaseEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"LANG=C.UTF-8",
+}
+
+// nodeImage assembles the initramfs of one node. Nothing in it depends on
+// the seed, so one image serves every run of the scenario and its hash
+// identifies what the guest executes.
+func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*images.Initramfs, error) {
+	img := images.NewInitramfs()
+	if err := img.AddHostFile("/init", agent, 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := img.AddHostFile("/bin/busybox", busybox, 0o755); err != nil {
+		return nil, fmt.Errorf("busybox: %w", err)
+	}
+	img.AddSymlink("/bin/sh", "busybox")
+	img.AddFile("/etc/hosts", []byte("127.0.0.1\tlocalhost\n127.0.1.1\t"+n.Name+"\n"), 0o644)
+	img.AddFile("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	img.AddFile("/etc/group", []byte("root:x:0:\n"), 0o644)
+	img.AddFile("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files\n"), 0o644)
+	img.AddDir("/root", 0o700)
+
+	bin := images.GuestPath(n.Binary)
+	if err := img.AddBinary(bin, n.Binary); err != nil {
+		return nil, err
+	}
+	for _, inc := range n.Include {
+		if err := img.AddBinary(images.GuestPath(inc), inc); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range n.Files {
+		if err := img.AddHostFile(f.Dst, f.Src, f.Mode); err != nil {
+			return nil, err
+		}
+	}
+	cfg := wire.Config{
+		Node:    n.Name,
+		EpochNS: uint64(s.Epoch),
+		Env:     append(append([]string(nil), BaseEnv...), "DETVM_NODE="+n.Name),
+		Main:    wire.Proc{Name: filepath.Base(n.Binary), Argv: append([]string{bin}, n.Args...), Env: envList(n.Env), Daemon: n.Daemon},
+	}
+	for _, c := range n.Commands {
+		argv := append([]string(nil), c.Run...)
+		if strings.HasPrefix(argv[0], "/") {
+			if _, err := os.Stat(argv[0]); err == nil {
+				// A host program named by absolute path comes along with its libraries.
+				if err := img.AddBinary(images.GuestPath(argv[0]), argv[0]); err != nil {
+					return nil, err
+				}
+				argv[0] = images.GuestPath(argv[0])
+			}
+		}
+		cfg.Commands = append(cfg.Commands, wire.Proc{Name: c.Name, Argv: argv, Env: envList(c.Env), AfterNS: uint64(c.After)})
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	img.AddFile(wire.ConfigPath, b, 0o644)
+	return img, nil
+}
+
+func envList(env []scenario.EnvVar) []string {
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		out = append(out, e.Name+"="+e.Value)
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/images"
+	"github.com/detvm/detvm/scenario"
+	"github.com/detvm/detvm/vmm"
+)
+
+func doctorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "doctor",
+		Short:   "Check that this machine can run detvm, and say how to fix what is missing",
+		Example: "  detvm doctor",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := 0
+			check := func(what string, err error, ok string) {
+				if err != nil {
+					bad++
+					fmt.Printf("FAIL  %-14s %v\n", what, err)
+					return
+				}
+				fmt.Printf("ok    %-14s %s\n", what, ok)
+			}
+			tools, lerr := cluster.Locate()
+			qemu := tools.QEMU
+			if qemu == "" {
+				qemu = "qemu-system-x86_64"
+			}
+			qv, err := cluster.QEMUVersion(qemu)
+			check("qemu", err, qemu+" "+qv)
+			_, err = os.Stat(tools.BIOS)
+			check("qboot", err, tools.BIOS)
+			check("busybox", staticELF(tools.Busybox), tools.Busybox+" (static)")
+			check("agent", staticELF(tools.Agent), tools.Agent+" (static)")
+			so, err := vmm.BuildPlugin(filepath.Join(tools.CacheDir, "plugin"))
+			check("plugin", err, so)
+			k, err := images.LoadKernel(filepath.Join(tools.CacheDir, "kernel"))
+			if err == nil {
+				check("kernel", nil, k.Version+" "+k.Vmlinux)
+			} else {
+				check("kernel", err, "")
+			}
+			if bad > 0 || lerr != nil {
+				fmt.Println("\nfix: run `make setup` (as root), then `make build`")
+				return exitError{exitInfra}
+			}
+			return nil
+		},
+	}
+}
+
+func staticELF(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; guests need a static build", path)
+		}
+	}
+	return nil
+}
+
+func imageCmd() *cobra.Command {
+	img := &cobra.Command{Use: "image", Short: "Build and inspect guest images"}
+	img.AddCommand(&cobra.Command{
+		Use:     "build SCENARIO",
+		Short:   "Build every node's initramfs (content-addressed) and print its hash",
+		Example: "  detvm image build examples/etcd-single/scenario.yaml",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := scenario.Load(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			tools, err := cluster.Locate()
+			if err != nil {
+				return err
+			}
+			for i := range s.Nodes {
+				path, sum, err := cluster.BuildImage(s, &s.Nodes[i], tools)
+				if err != nil {
+					return err
+				}
+				st, _ := os.Stat(path)
+				fmt.Printf("%s  sha256:%s  %d bytes  %s\n", s.Nodes[i].Name, sum, st.Size(), path)
+			}
+			return nil
+		},
+	})
+	return img
+}
+
+func benchCmd() *cobra.Command {
+	b := &cobra.Command{Use: "bench", Short: "Measure detvm on this machine"}
+	var n int
+	boot := &cobra.Command{
+		Use:     "boot",
+		Short:   "Boot a minimal one-node guest N times; report wall and virtual time to agent-ready",
+		Example: "  detvm bench boot -n 5",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tools, err := cluster.Locate()
+			if err != nil {
+				return err
+			}
+			s := &scenario.Scenario{Name: "bench-boot", Seed: 1, Duration: time.Millisecond, Epoch: time.Millisecond,
+				Nodes: []scenario.Node{{Name: "node-1", Binary: tools.Busybox, Args: []string{"true"}, Memory: 256}}}
+			dir, err := os.MkdirTemp("", "detvm-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			fmt.Printf("%-4s %14s %18s\n", "run", "boot_wall_ms", "ready_virtual_ms")
+			var sumWall, sumVirt float64
+			for i := 0; i < n; i++ {
+				res, err := cluster.Run(context.Background(), s, tools, cluster.Options{Seed: 1, RunDir: filepath.Join(dir, strconv.Itoa(i))})
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%-4d %14d %18.1f\n", i+1, res.BootWallMS, float64(res.ReadyNS)/1e6)
+				sumWall += float64(res.BootWallMS)
+				sumVirt += float64(res.ReadyNS) / 1e6
+			}
+			fmt.Printf("mean %14.0f %18.1f\n", sumWall/float64(n), sumVirt/float64(n))
+			return nil
+		},
+	}
+	boot.Flags().IntVarP(&n, "count", "n", 5, "number of boots")
+	b.AddCommand(boot)
+	return b
+}

@@ -1,0 +1,278 @@
+//go:build linux
+
+// Package agent is detvm's PID 1 inside every guest. It prepares the guest,
+// starts the node's processes, reports what they do through the shared page,
+// and executes the barrier at every epoch boundary.
+//
+// Everything here runs inside the deterministic guest, so goroutine
+// scheduling, timers and pipe reads are all functions of the run; the agent
+// only must never depend on anything that crosses from the host outside a
+// barrier. It is built static (CGO_ENABLED=0) and imports no host package.
+package agent
+
+import (
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/detvm/detvm/wire"
+)
+
+// Main is the entry point of /init. It never returns: PID 1 must not exit.
+func Main() {
+	if len(os.Args) > 1 && os.Args[1] == "spin" {
+		spin()
+	}
+	a := &agent{}
+	if err := a.run(); err != nil {
+		// Before the first barrier the controller can only see the console
+		// and QEMU's exit; powering off makes the failure immediate rather
+		// than a watchdog timeout.
+		a.logf("fatal: %v", err)
+		unix.Sync()
+		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	select {} // the controller ends the run at a barrier
+}
+
+type agent struct {
+	cfg  wire.Config
+	page *wire.Page
+
+	mu      sync.Mutex
+	pending []byte // encoded events not yet in the shared page
+	waiting int    // processes the run waits for that have not exited
+}
+
+func (a *agent) run() error {
+	if err := mountAll(); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(wire.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &a.cfg); err != nil {
+		return fmt.Errorf("%s: %w", wire.ConfigPath, err)
+	}
+	if err := unix.Sethostname([]byte(a.cfg.Node)); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	if err := loUp(); err != nil {
+		return err
+	}
+	for _, m := range a.cfg.Modules {
+		if err := loadModule(m); err != nil {
+			return err
+		}
+	}
+	page, err := mapShared()
+	if err != nil {
+		return err
+	}
+	a.page = page
+	a.page.Init()
+	if err := startSpinner(); err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	go a.epochLoop(ready)
+	<-ready
+	// The seed arrives at the first barrier, so the image is seed-free.
+	if err := seedRNG(a.page.Seed()); err != nil {
+		return err
+	}
+	a.logf("seeded kernel rng; starting %s", a.cfg.Main.Name)
+	a.supervise()
+	return nil
+}
+
+// epochLoop wakes at every epoch boundary of guest CLOCK_MONOTONIC, hands
+// pending events to the controller and executes the barrier. It runs on its
+// own OS thread at real-time priority so that a busy process delays it only
+// as the guest's own scheduler decides.
+func (a *agent) epochLoop(ready chan<- struct{}) {
+	runtime.LockOSThread()
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 50}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		a.logf("epoch thread stays SCHED_OTHER: %v", err)
+	}
+	epochNS := a.cfg.EpochNS
+	base := uint64(0)
+	for {
+		now := monoNS()
+		a.page.SetMonoNS(now)
+		a.mu.Lock()
+		n := a.page.AppendOut(a.pending)
+		a.pending = a.pending[n:]
+		state := wire.StateRunning
+		if a.waiting == 0 && ready == nil {
+			state = wire.StateDone
+		}
+		a.mu.Unlock()
+		a.page.SetState(state)
+		barrier()
+		if ready != nil {
+			// Epoch 0 is "agent ready"; later boundaries are counted from it.
+			base = (now/epochNS + 1) * epochNS
+			close(ready)
+			ready = nil
+		}
+		sleepUntil(base + a.page.Epoch()*epochNS)
+	}
+}
+
+func (a *agent) emit(e wire.Event) {
+	e.MonoNS = monoNS()
+	a.mu.Lock()
+	a.pending = wire.AppendEvent(a.pending, e)
+	a.mu.Unlock()
+}
+
+func (a *agent) logf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	t := monoNS()
+	fmt.Fprintf(os.Stdout, "[%5d.%06d] detvm-agent: %s\n", t/1e9, t%1e9/1e3, msg)
+	if a.page != nil {
+		a.emit(wire.Event{Kind: wire.KindLog, Data: []byte(msg)})
+	}
+}
+
+func monoNS() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+func sleepUntil(ns uint64) {
+	ts := unix.NsecToTimespec(int64(ns))
+	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
+	}
+}
+
+func mountAll() error {
+	for _, m := range []struct{ src, dst, fs, data string }{
+		{"proc", "/proc", "proc", ""},
+		{"sysfs", "/sys", "sysfs", ""},
+		{"devtmpfs", "/dev", "devtmpfs", ""},
+		{"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
+		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", "mode=0755"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fs, 0, m.data); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	return nil
+}
+
+func loUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	return nil
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	return nil
+}
+
+// mapShared finds the ivshmem-plain device (1af4:1110), enables it and maps
+// its BAR 2, which QEMU backs with the controller's file.
+func mapShared() (*wire.Page, error) {
+	devs, err := os.ReadDir("/sys/bus/pci/devices")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		dir := "/sys/bus/pci/devices/" + d.Name()
+		v, _ := os.ReadFile(dir + "/vendor")
+		id, _ := os.ReadFile(dir + "/device")
+		if strings.TrimSpace(string(v)) != "0x1af4" || strings.TrimSpace(string(id)) != "0x1110" {
+			continue
+		}
+		if err := os.WriteFile(dir+"/enable", []byte("1"), 0); err != nil {
+			return nil, fmt.Errorf("enable %s: %w", dir, err)
+		}
+		f, err := os.OpenFile(dir+"/resource2", os.O_RDWR|unix.O_SYNC, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b, err := unix.Mmap(int(f.Fd()), 0, wire.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("mmap %s/resource2: %w", dir, err)
+		}
+		return wire.NewPage(b)
+	}
+	return nil, fmt.Errorf("no ivshmem device (1af4:1110) in /sys/bus/pci/devices")
+}
+
+// seedRNG credits the kernel RNG with entropy derived from the run seed
+// only, so /dev/urandom and getrandom are functions of the seed. RDRAND is
+// off in the guest CPU model, so nothing else in the guest is random.
+func seedRNG(seed uint64) error {
+	var in [8]byte
+	binary.LittleEndian.PutUint64(in[:], seed)
+	sum := sha512.Sum512(append([]byte("detvm-rng-v1:"), in[:]...))
+	var info struct {
+		bits, size int32
+		buf        [64]byte
+	}
+	info.bits, info.size, info.buf = 512, 64, sum
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const rndAddEntropy = 0x40085203 // _IOW('R', 0x03, int[2])
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), rndAddEntropy, uintptr(unsafe.Pointer(&info))); e != 0 {
+		return fmt.Errorf("RNDADDENTROPY: %w", e)
+	}
+	return nil
+}
+
+// startSpinner starts an idle-priority process that never blocks, so the
+// vCPU never executes HLT: QEMU's icount warp after a HLT can read a stale
+// clock and break determinism (DESIGN.md, "Second spike").
+func startSpinner() error {
+	p, err := os.StartProcess("/proc/self/exe", []string{"detvm-spin", "spin"}, &os.ProcAttr{
+		Files: []*os.File{nil, os.Stdout, os.Stderr},
+		Env:   []string{"GOMAXPROCS=1"},
+	})
+	if err != nil {
+		return fmt.Errorf("spinner: %w", err)
+	}
+	return p.Release()
+}
+
+func spin() {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
+	_ = unix.SchedSetAttr(0, &attr, 0)
+	for {
+	}
+}

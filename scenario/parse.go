@@ -1,0 +1,1004 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// parser walks the yaml.Node tree by hand instead of letting yaml.v3 decode
+// into structs: only the tree knows the line of every key and value, and the
+// errors are worth more than the code saved.
+type parser struct {
+	file  string
+	errs  []*Error
+	paths []hostPath // host paths for Load to resolve and check
+}
+
+// schema is the set of keys one kind of mapping allows, with a description
+// used to tell a user that a key belongs somewhere else.
+type schema struct {
+	what string
+	keys []string
+	// extensions lets keys starting with "x-" through unchecked, as in
+	// Compose files: they give shared settings a place to hold an anchor.
+	extensions bool
+}
+
+var (
+	topSchema     = schema{"the scenario (top level)", []string{"name", "seed", "duration", "epoch", "nodes"}, true}
+	nodeSchema    = schema{"a node (an item of nodes)", []string{"name", "binary", "args", "env", "daemon", "memory", "files", "include", "commands"}, false}
+	fileSchema    = schema{"a file (an item of files)", []string{"src", "dst", "mode"}, false}
+	commandSchema = schema{"a command (an item of commands)", []string{"name", "run", "after", "env"}, false}
+	schemas       = []schema{topSchema, nodeSchema, fileSchema, commandSchema}
+)
+
+var (
+	scenarioNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	nodeNameRE     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	intRE          = regexp.MustCompile(`^[+-]?[0-9]+(\.[0-9]*)?$`)
+	memUnitRE      = regexp.MustCompile(`^([0-9]+)\s*([MmGg])(i?[Bb]?)?$`)
+)
+
+const durationHint = "use Go duration syntax like 2s or 1500ms"
+
+func (p *parser) parse(data []byte) *Scenario {
+	s := &Scenario{Name: defaultName(p.file), Seed: DefaultSeed, Epoch: DefaultEpoch}
+	if root := p.document(data); root != nil {
+		p.scenario(root, s)
+	}
+	return s
+}
+
+// document returns the root node of the file's only document, or nil after
+// recording why there is none.
+func (p *parser) document(data []byte) *yaml.Node {
+	docs, err := decodeAll(data)
+	if err != nil {
+		p.syntax(data, err)
+		return nil
+	}
+	if len(docs) == 0 || isEmptyDoc(docs[0]) {
+		p.fail(1, "", "the file is empty", `describe the run with at least "duration:" and "nodes:"; see docs/scenario.md for an example`)
+		return nil
+	}
+	for _, d := range docs[1:] {
+		if !isEmptyDoc(d) {
+			p.fail(d.Line, "", `a second YAML document starts here (after "---")`, "keep one scenario per file")
+			break
+		}
+	}
+	return docs[0].Content[0]
+}
+
+// decodeAll returns the documents in data. A panic in yaml.v3 becomes an
+// error, as a stack trace is no answer for a user with a broken file.
+func decodeAll(data []byte) (docs []*yaml.Node, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			docs, err = nil, fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &n)
+	}
+}
+
+func isEmptyDoc(d *yaml.Node) bool {
+	return len(d.Content) == 0 || isNull(d.Content[0])
+}
+
+var (
+	yamlLineRE      = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+	unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+)
+
+// parserProblems are the messages of yaml.v3's parser, as opposed to its
+// scanner. For these yaml.v3 reports the 0-based line of the enclosing
+// collection rather than of the problem, so the line needs fixing.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+	"found undefined tag handle":             true,
+}
+
+// syntaxHints turn yaml.v3's terse messages into a next step for the
+// mistakes a new user makes most.
+var syntaxHints = map[string]string{
+	"mapping values are not allowed in this context": `quote a value that contains ": ", and check this line's indentation`,
+	"did not find expected key":                      "check this line's indentation: keys of one mapping must line up",
+	"did not find expected '-' indicator":            `check this line's indentation: items of one list must line up, each starting with "- "`,
+	"did not find expected ',' or ']'":               "close the [ list with ] and separate its items with commas",
+	"did not find expected ',' or '}'":               "close the { mapping with } and separate its entries with commas",
+	"found unexpected end of stream":                 "close the quote that starts here",
+	"could not find expected ':'":                    `write "key: value" with a space after the colon, or close the quote above`,
+}
+
+func (p *parser) syntax(data []byte, err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	starts := lineStarts(data)
+	hint := syntaxHints[msg]
+	switch {
+	case parserProblems[msg]:
+		line = refineLine(data, starts, line+1, msg)
+	case unknownAnchorRE.MatchString(msg):
+		name := unknownAnchorRE.FindStringSubmatch(msg)[1]
+		line = lineOf(data, starts, "*"+name)
+		hint = fmt.Sprintf("define the anchor with &%s before using *%s", name, name)
+	}
+	line = max(1, min(line, len(starts)-1))
+	if text := lineText(data, starts, line); strings.Contains(text, "\t") && !strings.Contains(strings.TrimLeft(text, " \t"), "\t") {
+		hint = "indent with spaces; YAML does not allow tabs in indentation"
+	}
+	p.fail(line, "yaml syntax", msg, hint)
+}
+
+// refineLine finds the line of a parser error: the first line at which the
+// file, cut after that line, already fails with the same message. Cutting
+// can itself break a multi-line [list] or "string", so a different message
+// does not count, and from (yaml.v3's own guess) is kept if nothing matches.
+func refineLine(data []byte, starts []int, from int, msg string) int {
+	const maxLines = 2000 // the search is quadratic; real scenarios are far smaller
+	if len(starts) > maxLines {
+		return from
+	}
+	for k := max(from, 1); k < len(starts); k++ {
+		_, err := decodeAll(data[:starts[k]])
+		if err == nil {
+			continue
+		}
+		m := yamlLineRE.FindStringSubmatch(err.Error())
+		if m != nil && m[2] == msg {
+			return k
+		}
+	}
+	return from
+}
+
+// lineStarts returns the byte offset of the start of each line, plus one
+// past the end, so that line k (1-based) is data[starts[k-1]:starts[k]].
+func lineStarts(data []byte) []int {
+	starts := []int{0}
+	for i, c := range data {
+		if c == '\n' && i+1 < len(data) {
+			starts = append(starts, i+1)
+		}
+	}
+	return append(starts, len(data))
+}
+
+func lineText(data []byte, starts []int, line int) string {
+	if line < 1 || line >= len(starts) {
+		return ""
+	}
+	return string(data[starts[line-1]:starts[line]])
+}
+
+func lineOf(data []byte, starts []int, s string) int {
+	for k := 1; k < len(starts); k++ {
+		if strings.Contains(lineText(data, starts, k), s) {
+			return k
+		}
+	}
+	return 1
+}
+
+func (p *parser) scenario(root *yaml.Node, s *Scenario) {
+	d := deref(root)
+	if d.Kind != yaml.MappingNode {
+		p.fail(root.Line, "", "the file holds "+kindName(d)+", not a mapping of settings", `start with top-level keys like "duration: 2s" and "nodes:"`)
+		return
+	}
+	f := p.fields(d, "", topSchema)
+	if v := f.opt("name"); v != nil {
+		if text, ok := p.scalar(v, "name", "a name", `write a name like "name: etcd-single"`); ok {
+			if scenarioNameRE.MatchString(text) {
+				s.Name = text
+			} else {
+				like := sanitize(text, false)
+				if like == "" {
+					like = "etcd-single"
+				}
+				p.fail(v.Line, "name", fmt.Sprintf("%q is not a valid scenario name", text),
+					fmt.Sprintf("use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit, like %q", like))
+			}
+		}
+	}
+	if v := f.opt("seed"); v != nil {
+		if seed, ok := p.seed(v); ok {
+			s.Seed = seed
+		}
+	}
+	durOK := false
+	if v := p.req(f, "duration", `add the virtual-time limit of the run, like "duration: 2s"`); v != nil {
+		if dur, ok := p.duration(v, "duration"); ok {
+			if dur <= 0 {
+				p.fail(v.Line, "duration", fmt.Sprintf("%s is not greater than 0", v.Value), "give the run a positive virtual-time limit like 2s")
+			} else {
+				s.Duration, durOK = dur, true
+			}
+		}
+	}
+	epochOK := true
+	if v := f.opt("epoch"); v != nil {
+		epochOK = false
+		if ep, ok := p.duration(v, "epoch"); ok {
+			if ep < MinEpoch || ep > MaxEpoch {
+				p.fail(v.Line, "epoch", fmt.Sprintf("%s is out of range", deref(v).Value),
+					fmt.Sprintf("use a value between %v and %v (default %v)", MinEpoch, MaxEpoch, DefaultEpoch))
+			} else {
+				s.Epoch, epochOK = ep, true
+			}
+		}
+	}
+	if durOK && epochOK && s.Duration < s.Epoch {
+		v := f.vals["duration"]
+		p.fail(v.Line, "duration", fmt.Sprintf("%s is shorter than one epoch (%v)", deref(v).Value, s.Epoch), "make the duration longer or the epoch shorter")
+	}
+	v := p.req(f, "nodes", `add a list of nodes, each with at least "name:" and "binary:"`)
+	if v == nil {
+		return
+	}
+	items, ok := p.mappingList(v, "nodes", `start each node with "- name: ..." and indent its other fields under name`)
+	if !ok {
+		return
+	}
+	if len(items) == 0 {
+		p.fail(v.Line, "nodes", "is empty", `add at least one node, each with at least "name:" and "binary:"`)
+		return
+	}
+	s.Nodes = make([]Node, len(items))
+	type seen struct{ index, line int }
+	names := map[string]seen{}
+	for i, item := range items {
+		field := fmt.Sprintf("nodes[%d]", i)
+		line := p.node(item, field, &s.Nodes[i])
+		name := s.Nodes[i].Name
+		if name == "" {
+			continue
+		}
+		if first, dup := names[name]; dup {
+			p.fail(line, field+".name", fmt.Sprintf("%q is already the name of nodes[%d] (line %d)", name, first.index, first.line), "give every node its own name")
+			continue
+		}
+		names[name] = seen{i, line}
+	}
+}
+
+// node fills out from the mapping n and returns the line of its name, or 0
+// if it has no valid name.
+func (p *parser) node(n *yaml.Node, field string, out *Node) int {
+	d := deref(n)
+	if d.Kind != yaml.MappingNode {
+		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each node as "- name: node-1" with its other fields indented under name`)
+		return 0
+	}
+	f := p.fields(d, field, nodeSchema)
+	out.Memory = DefaultMemory
+	nameLine := 0
+	if v := p.req(f, "name", `add a name like "name: node-1"`); v != nil {
+		if name, ok := p.name(v, field+".name", "node-1"); ok {
+			out.Name, nameLine = name, v.Line
+		}
+	}
+	if v := p.req(f, "binary", `add the host path of the node's program, like "binary: /usr/bin/etcd"`); v != nil {
+		if text, ok := p.nonEmpty(v, field+".binary", "a path", "give the host path of the node's program, like /usr/bin/etcd"); ok {
+			out.Binary = text
+			p.paths = append(p.paths, hostPath{field: field + ".binary", line: v.Line, target: &out.Binary, program: true, fix: "install it or fix the path"})
+		}
+	}
+	if v := f.opt("args"); v != nil {
+		out.Args, _ = p.stringList(v, field+".args", "args", "[--verbose, --port, 8080]")
+	}
+	if v := f.opt("env"); v != nil {
+		out.Env = p.env(v, field+".env")
+	}
+	if v := f.opt("daemon"); v != nil {
+		out.Daemon = p.bool(v, field+".daemon", "daemon")
+	}
+	if v := f.opt("memory"); v != nil {
+		if m, ok := p.memory(v, field+".memory"); ok {
+			out.Memory = m
+		}
+	}
+	if v := f.opt("include"); v != nil {
+		field := field + ".include"
+		if items, ok := p.list(v, field, "include", "[/usr/bin/etcdctl]"); ok {
+			out.Include = make([]string, len(items))
+			for i, item := range items {
+				field := fmt.Sprintf("%s[%d]", field, i)
+				if text, ok := p.nonEmpty(item, field, "a path", "give the host path of a program, like /usr/bin/etcdctl"); ok {
+					out.Include[i] = text
+					p.paths = append(p.paths, hostPath{field: field, line: item.Line, target: &out.Include[i], fix: "install it or fix the path"})
+				}
+			}
+		}
+	}
+	if v := f.opt("files"); v != nil {
+		p.files(v, field+".files", out)
+	}
+	if v := f.opt("commands"); v != nil {
+		p.commands(v, field+".commands", out)
+	}
+	return nameLine
+}
+
+func (p *parser) files(v *yaml.Node, field string, out *Node) {
+	items, ok := p.mappingList(v, field, `start each file with "- src: ..." and indent dst under src`)
+	if !ok {
+		return
+	}
+	out.Files = make([]File, len(items))
+	type seen struct{ index, line int }
+	dsts := map[string]seen{}
+	for i, item := range items {
+		field := fmt.Sprintf("%s[%d]", field, i)
+		line := p.fileItem(item, field, &out.Files[i])
+		dst := out.Files[i].Dst
+		if dst == "" {
+			continue
+		}
+		if first, dup := dsts[dst]; dup {
+			p.fail(line, field+".dst", fmt.Sprintf("%s is already the destination of files[%d] (line %d)", dst, first.index, first.line), "copy each guest path only once")
+			continue
+		}
+		dsts[dst] = seen{i, line}
+	}
+}
+
+// fileItem fills out from the mapping n and returns the line of its dst, or 0 if
+// it has no valid dst.
+func (p *parser) fileItem(n *yaml.Node, field string, out *File) int {
+	d := deref(n)
+	if d.Kind != yaml.MappingNode {
+		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each file as "- src: ./host-file" with "dst: /guest/path" under src`)
+		return 0
+	}
+	f := p.fields(d, field, fileSchema)
+	if v := p.req(f, "src", `add the host file to copy, like "src: ./hosts"`); v != nil {
+		if text, ok := p.nonEmpty(v, field+".src", "a path", "give the host path of the file to copy, like ./hosts"); ok {
+			out.Src = text
+			p.paths = append(p.paths, hostPath{field: field + ".src", line: v.Line, target: &out.Src, fix: "create it or fix the path"})
+		}
+	}
+	dstLine := 0
+	if v := p.req(f, "dst", `add the path of the copy in the guest, like "dst: /etc/hosts"`); v != nil {
+		if text, ok := p.nonEmpty(v, field+".dst", "a path", "give the absolute path of the copy in the guest, like /etc/hosts"); ok {
+			if problem, hint := checkGuestPath(text, out.Src); problem != "" {
+				p.fail(v.Line, field+".dst", problem, hint)
+			} else {
+				out.Dst, dstLine = text, v.Line
+			}
+		}
+	}
+	if v := f.opt("mode"); v != nil {
+		out.Mode = p.mode(v, field+".mode")
+	}
+	return dstLine
+}
+
+func checkGuestPath(dst, src string) (problem, hint string) {
+	base := "hosts"
+	if src != "" {
+		base = filepath.Base(src)
+	}
+	switch {
+	case !strings.HasPrefix(dst, "/"):
+		return fmt.Sprintf("%s is not an absolute guest path", dst), fmt.Sprintf("start it with /, like /%s", strings.TrimPrefix(dst, "./"))
+	case dst == "/":
+		return "/ is the guest's root directory, not a file", fmt.Sprintf("give the full path of the copy, like /%s", base)
+	case strings.HasSuffix(dst, "/"):
+		return fmt.Sprintf("%s ends with /", dst), fmt.Sprintf("give the full path of the copy, like %s%s", dst, base)
+	case path.Clean(dst) != dst:
+		return fmt.Sprintf("%s is not a clean path", dst), fmt.Sprintf("write it as %s", path.Clean(dst))
+	}
+	return "", ""
+}
+
+func (p *parser) commands(v *yaml.Node, field string, out *Node) {
+	items, ok := p.mappingList(v, field, `start each command with "- run: [...]"`)
+	if !ok {
+		return
+	}
+	out.Commands = make([]Command, len(items))
+	type seen struct {
+		index, line int
+		named       bool
+	}
+	names := map[string]seen{}
+	for i, item := range items {
+		field := fmt.Sprintf("%s[%d]", field, i)
+		line, named := p.commandItem(item, field, i, &out.Commands[i])
+		name := out.Commands[i].Name
+		if line == 0 {
+			continue
+		}
+		first, dup := names[name]
+		if !dup {
+			names[name] = seen{i, line, named}
+			continue
+		}
+		switch {
+		case named:
+			p.fail(line, field+".name", fmt.Sprintf("%q is already the name of commands[%d] (line %d)", name, first.index, first.line), "give each command of a node its own name")
+		default:
+			// Only an explicit name can collide with a default one, as the
+			// defaults differ from each other.
+			p.fail(line, field, fmt.Sprintf("its default name %q is already the name of commands[%d] (line %d)", name, first.index, first.line), "rename that command or give this one a name")
+		}
+	}
+}
+
+// commandItem fills out from the mapping n, the index-th command of its node. It
+// returns the line that names the command (its name, or the start of the
+// mapping for a default name; 0 if the name is invalid) and whether the name
+// was written.
+func (p *parser) commandItem(n *yaml.Node, field string, index int, out *Command) (int, bool) {
+	d := deref(n)
+	if d.Kind != yaml.MappingNode {
+		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each command as "- run: [/bin/program, arg]"`)
+		return 0, false
+	}
+	f := p.fields(d, field, commandSchema)
+	line, named := d.Line, false
+	out.Name = fmt.Sprintf("cmd-%d", index+1)
+	if v := f.opt("name"); v != nil {
+		named = true
+		if name, ok := p.name(v, field+".name", out.Name); ok {
+			out.Name, line = name, v.Line
+		} else {
+			line = 0
+		}
+	}
+	if v := p.req(f, "run", `add the program and its arguments, like "run: [/bin/sh, -c, 'echo hi']"`); v != nil {
+		run, ok := p.stringList(v, field+".run", "run", "[/bin/sh, -c, 'echo hi']")
+		out.Run = run
+		switch {
+		case !ok:
+		case len(out.Run) == 0:
+			p.fail(v.Line, field+".run", "is empty", "give the program and its arguments, like [/bin/sh, -c, 'echo hi']")
+		case out.Run[0] == "":
+			p.fail(deref(v).Content[0].Line, field+".run[0]", "is empty", "give the path of the program to run, like /bin/sh")
+		case !strings.HasPrefix(out.Run[0], "/"):
+			p.paths = append(p.paths, hostPath{field: field + ".run[0]", line: deref(v).Content[0].Line, target: &out.Run[0], program: true, run: true})
+		}
+	}
+	if v := f.opt("after"); v != nil {
+		if after, ok := p.duration(v, field+".after"); ok {
+			if after < 0 {
+				p.fail(v.Line, field+".after", fmt.Sprintf("%s is negative", deref(v).Value), "use a delay of 0 or more, like 500ms")
+			} else {
+				out.After = after
+			}
+		}
+	}
+	if v := f.opt("env"); v != nil {
+		out.Env = p.env(v, field+".env")
+	}
+	return line, named
+}
+
+// env reads a mapping of environment variables in the order written, which
+// is why it walks the entries instead of using fields.
+func (p *parser) env(n *yaml.Node, field string) []EnvVar {
+	d := deref(n)
+	switch d.Kind {
+	case yaml.MappingNode:
+	case yaml.SequenceNode:
+		example := "{LOG_LEVEL: debug}"
+		var pairs []string
+		for _, item := range d.Content {
+			if it := deref(item); it.Kind == yaml.ScalarNode {
+				if k, v, ok := strings.Cut(it.Value, "="); ok {
+					pairs = append(pairs, k+": "+flowItem(v))
+				}
+			}
+		}
+		if len(pairs) == len(d.Content) && len(pairs) > 0 {
+			example = "{" + strings.Join(pairs, ", ") + "}"
+		}
+		p.fail(n.Line, field, "is a list, not a mapping", "write NAME: value pairs, like env: "+example)
+		return nil
+	default:
+		p.fail(n.Line, field, "is a single value, not a mapping", "write NAME: value pairs, like env: {LOG_LEVEL: debug}")
+		return nil
+	}
+	var out []EnvVar
+	for _, e := range p.entries(d, field, map[*yaml.Node]bool{}) {
+		if !envNameRE.MatchString(e.name) {
+			p.fail(e.key.Line, field, fmt.Sprintf("%q is not a valid environment variable name", e.name),
+				fmt.Sprintf("use letters, digits and _, not starting with a digit, like %s", envName(e.name)))
+			continue
+		}
+		value, ok := p.scalar(e.val, field+"."+e.name, "a value", "quote the value to pass it as text")
+		if !ok || !p.noNUL(e.val, field+"."+e.name, value) {
+			continue
+		}
+		out = append(out, EnvVar{Name: e.name, Value: value})
+	}
+	return out
+}
+
+// name checks a node or command name.
+func (p *parser) name(v *yaml.Node, field, example string) (string, bool) {
+	text, ok := p.scalar(v, field, "a name", fmt.Sprintf("write a name like %q", example))
+	if !ok {
+		return "", false
+	}
+	if !nodeNameRE.MatchString(text) {
+		like := sanitize(strings.ToLower(text), true)
+		if like == "" {
+			like = example
+		}
+		p.fail(v.Line, field, fmt.Sprintf("%q is not a valid name", text),
+			fmt.Sprintf("use 1 to 32 characters of a-z, 0-9 and '-', starting with a letter, like %q", like))
+		return "", false
+	}
+	return text, true
+}
+
+func (p *parser) seed(v *yaml.Node) (uint64, bool) {
+	const hint = "use a non-negative integer like 7"
+	text, ok := p.scalar(v, "seed", "a number", hint)
+	if !ok {
+		return 0, false
+	}
+	seed, err := strconv.ParseUint(text, 10, 64)
+	switch {
+	case err == nil:
+		return seed, true
+	case errors.Is(err, strconv.ErrRange):
+		p.fail(v.Line, "seed", fmt.Sprintf("%s is too large", text), "use a non-negative integer below 2^64, like 7")
+	case strings.HasPrefix(text, "-") && intRE.MatchString(text):
+		p.fail(v.Line, "seed", fmt.Sprintf("%s is negative", text), hint)
+	default:
+		p.fail(v.Line, "seed", fmt.Sprintf("%q is not a number", text), hint)
+	}
+	return 0, false
+}
+
+func (p *parser) duration(v *yaml.Node, field string) (time.Duration, bool) {
+	text, ok := p.scalar(v, field, "a duration", durationHint)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(text)
+	if err != nil {
+		problem := fmt.Sprintf("%q is not a duration", text)
+		if intRE.MatchString(text) {
+			problem = fmt.Sprintf("%s has no unit", text)
+		}
+		p.fail(v.Line, field, problem, durationHint)
+		return 0, false
+	}
+	return d, true
+}
+
+func (p *parser) bool(v *yaml.Node, field, key string) bool {
+	hint := fmt.Sprintf("write %s: true or %s: false", key, key)
+	text, ok := p.scalar(v, field, "true or false", hint)
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(text) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.fail(v.Line, field, fmt.Sprintf("%q is not true or false", text), hint)
+	return false
+}
+
+func (p *parser) memory(v *yaml.Node, field string) (int, bool) {
+	hint := fmt.Sprintf("use a whole number of MiB between %d and %d, like %d", MinMemory, MaxMemory, DefaultMemory)
+	text, ok := p.scalar(v, field, "a number", hint)
+	if !ok {
+		return 0, false
+	}
+	m, err := strconv.Atoi(text)
+	if err != nil {
+		if u := memUnitRE.FindStringSubmatch(text); u != nil {
+			n, _ := strconv.Atoi(u[1])
+			if strings.EqualFold(u[2], "g") {
+				n *= 1024
+			}
+			hint = fmt.Sprintf("memory is a number of MiB without a unit; write memory: %d", n)
+		}
+		p.fail(v.Line, field, fmt.Sprintf("%q is not a number", text), hint)
+		return 0, false
+	}
+	if m < MinMemory || m > MaxMemory {
+		p.fail(v.Line, field, fmt.Sprintf("%d is out of range", m), fmt.Sprintf("use a value between %d and %d (MiB)", MinMemory, MaxMemory))
+		return 0, false
+	}
+	return m, true
+}
+
+func (p *parser) mode(v *yaml.Node, field string) os.FileMode {
+	const hint = `use an octal string like "0644"`
+	text, ok := p.scalar(v, field, "a mode", hint)
+	if !ok {
+		return 0
+	}
+	digits := strings.TrimPrefix(strings.TrimPrefix(text, "0o"), "0O")
+	m, err := strconv.ParseUint(digits, 8, 32)
+	switch {
+	case err != nil || digits == "":
+		p.fail(v.Line, field, fmt.Sprintf("%q is not an octal mode", text), hint)
+	case m > 0o777:
+		p.fail(v.Line, field, fmt.Sprintf("%q has bits above 0777 (setuid, setgid or sticky)", text), `use permission bits only, like "0755"`)
+	case m == 0:
+		p.fail(v.Line, field, fmt.Sprintf("%q would mean: keep the host file's permissions", text), `leave mode out for that, or give a mode like "0644"`)
+	default:
+		return os.FileMode(m)
+	}
+	return 0
+}
+
+// fields is a mapping checked against a schema.
+type fields struct {
+	line    int // of the mapping, where a missing key is reported
+	field   string
+	vals    map[string]*yaml.Node
+	guessed map[string]bool // keys suggested for a misspelt key
+}
+
+func (p *parser) fields(n *yaml.Node, field string, sc schema) *fields {
+	f := &fields{line: n.Line, field: field, vals: map[string]*yaml.Node{}, guessed: map[string]bool{}}
+	for _, e := range p.entries(n, field, map[*yaml.Node]bool{}) {
+		if slices.Contains(sc.keys, e.name) {
+			f.vals[e.name] = e.val
+			continue
+		}
+		if sc.extensions && strings.HasPrefix(e.name, "x-") {
+			continue
+		}
+		allowed := strings.Join(sc.keys, ", ")
+		hint := fmt.Sprintf("remove it or fix its spelling (allowed: %s)", allowed)
+		if g := suggest(e.name, sc.keys); g != "" {
+			hint = fmt.Sprintf("did you mean %q? (allowed: %s)", g, allowed)
+			f.guessed[g] = true
+		} else if other := belongsTo(e.name); other != "" {
+			hint = fmt.Sprintf("%s is a field of %s, not of %s; move it there (allowed here: %s)", e.name, other, sc.what, allowed)
+		}
+		p.fail(e.key.Line, join(field, e.name), "unknown field", hint)
+	}
+	return f
+}
+
+func belongsTo(key string) string {
+	for _, sc := range schemas {
+		if slices.Contains(sc.keys, key) {
+			return sc.what
+		}
+	}
+	return ""
+}
+
+// opt returns the value of an optional key; nil if it is absent or null, so
+// that "memory:" with no value means the default.
+func (f *fields) opt(key string) *yaml.Node {
+	v := f.vals[key]
+	if v == nil || isNull(v) {
+		return nil
+	}
+	return v
+}
+
+// req returns the value of a required key, or nil after recording that it is
+// missing. A missing key that was suggested for a misspelt one is not
+// reported: the misspelling is the real problem, and it comes with the fix.
+func (p *parser) req(f *fields, key, hint string) *yaml.Node {
+	v, ok := f.vals[key]
+	switch {
+	case !ok:
+		if !f.guessed[key] {
+			p.fail(f.line, join(f.field, key), "required field is missing", hint)
+		}
+		return nil
+	case isNull(v):
+		p.fail(v.Line, join(f.field, key), "has no value", hint)
+		return nil
+	}
+	return v
+}
+
+type entry struct {
+	key, val *yaml.Node
+	name     string
+	merged   bool
+}
+
+// entries returns the pairs of the mapping n in the order written, with YAML
+// merge keys (<<: *defaults) expanded so that nodes can share settings.
+// Written keys override merged ones, and an earlier merged mapping overrides
+// a later one, as the merge key spec says.
+func (p *parser) entries(n *yaml.Node, field string, visiting map[*yaml.Node]bool) []entry {
+	if visiting[n] {
+		p.fail(n.Line, field, "merges a mapping into itself", "remove the <<: that refers back to this mapping")
+		return nil
+	}
+	visiting[n] = true
+	defer delete(visiting, n)
+	var all []entry
+	written := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		kd := deref(k)
+		if kd.Kind != yaml.ScalarNode {
+			p.fail(k.Line, field, "has a key that is "+kindName(kd), "keys must be plain names like binary or memory")
+			continue
+		}
+		if kd.ShortTag() == "!!merge" {
+			all = append(all, p.merge(v, join(field, "<<"), visiting)...)
+			continue
+		}
+		if first := written[kd.Value]; first != nil {
+			p.fail(k.Line, join(field, kd.Value), fmt.Sprintf("is set twice (first on line %d)", first.Line), "remove one of the two")
+			continue
+		}
+		written[kd.Value] = k
+		all = append(all, entry{key: k, val: v, name: kd.Value})
+	}
+	var out []entry
+	kept := map[string]bool{}
+	for _, e := range all {
+		if e.merged && (written[e.name] != nil || kept[e.name]) {
+			continue
+		}
+		kept[e.name] = true
+		out = append(out, e)
+	}
+	return out
+}
+
+func (p *parser) merge(v *yaml.Node, field string, visiting map[*yaml.Node]bool) []entry {
+	const hint = `merge a mapping defined with an anchor, like "<<: *defaults"`
+	d := deref(v)
+	var sources []*yaml.Node
+	switch d.Kind {
+	case yaml.MappingNode:
+		sources = []*yaml.Node{d}
+	case yaml.SequenceNode:
+		for _, item := range d.Content {
+			if it := deref(item); it.Kind == yaml.MappingNode {
+				sources = append(sources, it)
+			} else {
+				p.fail(item.Line, field, "is "+kindName(it)+", not a mapping", hint)
+			}
+		}
+	default:
+		p.fail(v.Line, field, "is "+kindName(d)+", not a mapping", hint)
+	}
+	var out []entry
+	for _, src := range sources {
+		for _, e := range p.entries(src, field, visiting) {
+			e.merged = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// scalar returns the text of a scalar as written, so that "args: [8080]" or
+// "mode: 0644" mean the characters the user typed, not YAML's reading of
+// them as numbers.
+func (p *parser) scalar(v *yaml.Node, field, want, hint string) (string, bool) {
+	d := deref(v)
+	if d.Kind != yaml.ScalarNode {
+		p.fail(v.Line, field, "is "+kindName(d)+", not "+want, hint)
+		return "", false
+	}
+	return d.Value, true
+}
+
+func (p *parser) nonEmpty(v *yaml.Node, field, want, hint string) (string, bool) {
+	text, ok := p.scalar(v, field, want, hint)
+	if !ok || !p.noNUL(v, field, text) {
+		return "", false
+	}
+	if text == "" {
+		p.fail(v.Line, field, "is empty", hint)
+		return "", false
+	}
+	return text, true
+}
+
+// noNUL rejects text a program could not receive: argv and environment
+// strings end at the first NUL byte.
+func (p *parser) noNUL(v *yaml.Node, field, text string) bool {
+	if strings.ContainsRune(text, 0) {
+		p.fail(v.Line, field, "contains a NUL character, which a program cannot receive", `remove the "\0"`)
+		return false
+	}
+	return true
+}
+
+// list returns the items of a list. A single value where a list belongs is
+// the commonest slip ("run: prog arg"), so the hint rewrites it as a list.
+func (p *parser) list(v *yaml.Node, field, key, example string) ([]*yaml.Node, bool) {
+	d := deref(v)
+	switch d.Kind {
+	case yaml.SequenceNode:
+		return d.Content, true
+	case yaml.ScalarNode:
+		if words := strings.Fields(d.Value); len(words) > 0 {
+			items := make([]string, len(words))
+			for i, w := range words {
+				items[i] = flowItem(w)
+			}
+			example = "[" + strings.Join(items, ", ") + "]"
+		}
+	}
+	p.fail(v.Line, field, "is "+kindName(d)+", not a list", fmt.Sprintf("write it as a list, like %s: %s", key, example))
+	return nil, false
+}
+
+// stringList returns a list of strings, and false if v is not a list of
+// strings (the problem is recorded).
+func (p *parser) stringList(v *yaml.Node, field, key, example string) ([]string, bool) {
+	items, ok := p.list(v, field, key, example)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		field := fmt.Sprintf("%s[%d]", field, i)
+		text, itemOK := p.scalar(item, field, "a string", "quote it to pass it as text")
+		if itemOK && p.noNUL(item, field, text) {
+			out[i] = text
+		} else {
+			ok = false
+		}
+	}
+	return out, ok
+}
+
+func (p *parser) mappingList(v *yaml.Node, field, hint string) ([]*yaml.Node, bool) {
+	d := deref(v)
+	if d.Kind != yaml.SequenceNode {
+		p.fail(v.Line, field, "is "+kindName(d)+", not a list", hint)
+		return nil, false
+	}
+	return d.Content, true
+}
+
+// deref follows aliases. yaml.v3 lets an anchor refer to itself, hence the
+// bound.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && n.Alias != nil && i < 64; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	d := deref(n)
+	return d == nil || d.Kind == yaml.ScalarNode && d.ShortTag() == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias that refers to itself"
+	}
+	return "a single value"
+}
+
+func join(field, key string) string {
+	if field == "" {
+		return key
+	}
+	return field + "." + key
+}
+
+// flowItem quotes s where a YAML flow list would misread it.
+func flowItem(s string) string {
+	if s == "" || strings.ContainsAny(s, ",[]{}\"'#") || strings.Contains(s, ": ") ||
+		strings.HasSuffix(s, ":") || strings.ContainsAny(s[:1], "&*!|>%@`?") {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// sanitize turns s into a likely valid name to suggest: invalid characters
+// become '-'. A node name must also start with a letter.
+func sanitize(s string, node bool) string {
+	valid := func(r rune) bool {
+		if node {
+			return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-'
+		}
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)
+	}
+	var b strings.Builder
+	dash := false
+	for _, r := range s {
+		if valid(r) {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash {
+			b.WriteRune('-')
+			dash = true
+		}
+	}
+	out := strings.Trim(b.String(), "-._")
+	limit := 64
+	if node {
+		limit = 32
+		if out != "" && (out[0] < 'a' || out[0] > 'z') {
+			out = "node-" + out
+		}
+	}
+	if len(out) > limit {
+		out = strings.TrimRight(out[:limit], "-._")
+	}
+	return out
+}
+
+func envName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r == '_' || r >= '0' && r <= '9' && i > 0:
+			b.WriteRune(r)
+		case r >= '0' && r <= '9':
+			b.WriteString("_")
+			b.WriteRune(r)
+		default:
+			b.WriteRune('_')
+		}
+	}
+	return strings.ToUpper(b.String())
+}
+
+// defaultName derives a scenario name from the file name, so that a file
+// need not repeat its own name.
+func defaultName(file string) string {
+	base := filepath.Base(file)
+	for _, ext := range []string{".yaml", ".yml", ".YAML", ".YML"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if name := sanitize(base, false); name != "" && file != "" {
+		return name
+	}
+	return "scenario"
+}

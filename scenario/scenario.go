@@ -1,0 +1,148 @@
+// Package scenario reads the YAML files in which a user describes a detvm
+// test: which programs run on which guest nodes, for how long in virtual
+// time, and what else the guests need.
+//
+// The package is pure: it reads the scenario file and stats the host paths
+// the file names, and nothing else. Its errors are meant to be shown to a
+// user as they are: each is one line naming the file, the line, the field,
+// the problem and a fix (see [Error]).
+package scenario
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults and limits of scenario values. They are exported so that the CLI
+// and the documentation can quote them instead of repeating them.
+const (
+	DefaultSeed   uint64 = 1
+	DefaultEpoch         = time.Millisecond
+	MinEpoch             = 100 * time.Microsecond
+	MaxEpoch             = 100 * time.Millisecond
+	DefaultMemory        = 256  // MiB
+	MinMemory            = 64   // MiB
+	MaxMemory            = 4096 // MiB
+)
+
+// Scenario is one test run: a set of nodes started together and run in
+// lock-step for Duration of virtual time.
+type Scenario struct {
+	// Name identifies the scenario in output. It defaults to the file's base
+	// name without its .yaml or .yml extension.
+	Name string
+	// Seed feeds every source of randomness in the run; the CLI may
+	// override it. Default 1.
+	Seed uint64
+	// Duration is the virtual-time limit of the run. Required, > 0.
+	Duration time.Duration
+	// Epoch is the length of one lock-step epoch, between MinEpoch and
+	// MaxEpoch. Default 1ms.
+	Epoch time.Duration
+	// Nodes lists the guests, at least one.
+	Nodes []Node
+	// Path is the absolute path of the file Load read; "" after Parse.
+	Path string
+	// Dir is the directory of Path, against which relative host paths in the
+	// scenario were resolved; "" after Parse.
+	Dir string
+}
+
+// Node is one guest machine and the programs it runs.
+type Node struct {
+	// Name is unique within the scenario: 1 to 32 characters of a-z, 0-9
+	// and '-', starting with a letter.
+	Name string
+	// Binary is the host path of the node's main program. Load makes it
+	// absolute, resolving a relative path against Scenario.Dir.
+	Binary string
+	// Args are the main program's arguments, without argv[0].
+	Args []string
+	// Env is the main program's extra environment, in the order written.
+	Env []EnvVar
+	// Daemon means the main program runs until the end of the run and the
+	// node does not wait for it to exit.
+	Daemon bool
+	// Memory is the guest's RAM in MiB, between MinMemory and MaxMemory.
+	// Default 256.
+	Memory int
+	// Files are extra host files copied into the guest.
+	Files []File
+	// Include lists extra host programs copied into the guest together with
+	// their shared libraries. Load makes the paths absolute.
+	Include []string
+	// Commands run one after another once the main program has started.
+	Commands []Command
+}
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	Name, Value string
+}
+
+// File is a host file to copy into a guest.
+type File struct {
+	// Src is the host path; Load makes it absolute and checks that it is a
+	// regular file.
+	Src string
+	// Dst is the absolute, clean path of the copy in the guest.
+	Dst string
+	// Mode holds the permission bits of the copy; 0 keeps the host file's.
+	Mode os.FileMode
+}
+
+// Command is a program a node runs after its main program has started.
+type Command struct {
+	// Name is unique within the node; it defaults to "cmd-N" for the N-th
+	// command, counting from 1.
+	Name string
+	// Run is the argv, never empty. An absolute Run[0] is a path in the
+	// guest and is left alone; a relative one names a host program next to
+	// the scenario, which Load resolves and checks like Node.Binary.
+	Run []string
+	// After is the virtual delay between the previous command finishing (or
+	// the main program starting, for the first command) and this one
+	// starting.
+	After time.Duration
+	// Env is the command's extra environment, in the order written.
+	Env []EnvVar
+}
+
+// Load reads the scenario file at path, checks it like Parse, and then
+// resolves its host paths against the file's directory: each Node.Binary
+// and relative Command.Run[0] must be an executable regular file, each
+// Include and File.Src a regular file. The path as given is the file name
+// used in error messages, so they read the way the user typed it.
+func Load(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	p := &parser{file: path}
+	s := p.parse(data)
+	s.Path = abs
+	s.Dir = filepath.Dir(abs)
+	p.checkHostPaths(s.Dir)
+	if err := p.first(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Parse checks the YAML syntax, the schema and the values of a scenario
+// without touching the file system; host paths are returned as written.
+// name is the file name used in error messages and for the default
+// Scenario.Name.
+func Parse(data []byte, name string) (*Scenario, error) {
+	p := &parser{file: name}
+	s := p.parse(data)
+	if err := p.first(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,110 @@
+// Package vmm runs one QEMU process: its command line, its lifecycle, its
+// QMP monitor and its barrier socket.
+//
+// A Machine's flags are the deterministic set measured in DESIGN.md: TCG
+// with icount (shift=0, sleep=off, align=off), a virtual RTC with a fixed
+// base, a fixed -seed, no RDRAND/RDSEED, PVH boot of an uncompressed vmlinux
+// through qboot. Nothing on the command line depends on the run seed: run
+// inputs cross at barriers, through the shared page.
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/detvm/detvm/wire"
+)
+
+// DefaultAppend is the kernel command line (DESIGN.md, "Guests"). The
+// cmdline feeds the kernel entropy pool, so any change to it changes every
+// trace hash.
+const DefaultAppend = "console=ttyS0 quiet mitigations=off nolapic_timer no_timer_check " +
+	"cryptomgr.notests tsc=reliable hpet=disable init_on_alloc=0 panic=-1 rdinit=/init"
+
+// DefaultRTCBase is the guest's wall clock at power-on. Fixed, so that
+// CLOCK_REALTIME in the guest is a function of virtual time only.
+const DefaultRTCBase = "2026-01-01T00:00:00"
+
+// File descriptors the QEMU process inherits (ExtraFiles start at 3).
+const (
+	fdQMP     = 3
+	fdBarrier = 4
+)
+
+// Config describes one QEMU guest. Paths should be absolute.
+type Config struct {
+	Name      string // node name, used in errors
+	QEMU      string // qemu-system-x86_64
+	BIOS      string // qboot.rom
+	Kernel    string // uncompressed vmlinux (PVH entry)
+	Initrd    string // initramfs (newc cpio)
+	Append    string // kernel command line; DefaultAppend when empty
+	MemoryMiB int
+	Plugin    string // barrier plugin .so
+	Shared    string // file backing the shared page (wire.Size bytes)
+	Console   string // file that receives the serial console
+	RTCBase   string // DefaultRTCBase when empty
+}
+
+// Validate reports the first problem with c, naming the field.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("vmm: config: Name is empty")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"QEMU", c.QEMU}, {"BIOS", c.BIOS}, {"Kernel", c.Kernel}, {"Initrd", c.Initrd}, {"Plugin", c.Plugin},
+	} {
+		if f.path == "" {
+			return fmt.Errorf("vmm: %s: config: %s is empty", c.Name, f.name)
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("vmm: %s: config: %s: %w", c.Name, f.name, err)
+		}
+	}
+	if c.Shared == "" || c.Console == "" {
+		return fmt.Errorf("vmm: %s: config: Shared and Console paths are required", c.Name)
+	}
+	if c.MemoryMiB < 64 || c.MemoryMiB > 16384 {
+		return fmt.Errorf("vmm: %s: config: MemoryMiB %d out of range 64..16384", c.Name, c.MemoryMiB)
+	}
+	return nil
+}
+
+// CommandLine returns QEMU's argv, argv[0] included. It is a pure function
+// of c, so it can be golden-tested and recorded in a replay bundle.
+func (c *Config) CommandLine() []string {
+	appendLine := c.Append
+	if appendLine == "" {
+		appendLine = DefaultAppend
+	}
+	rtc := c.RTCBase
+	if rtc == "" {
+		rtc = DefaultRTCBase
+	}
+	return []string{
+		c.QEMU,
+		"-name", "guest=" + c.Name,
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "pc,accel=tcg",
+		"-cpu", "max,-rdrand,-rdseed",
+		"-smp", "1",
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-icount", "shift=0,sleep=off,align=off",
+		"-rtc", "clock=vm,base=" + rtc,
+		"-seed", "0",
+		"-bios", c.BIOS,
+		"-kernel", c.Kernel,
+		"-initrd", c.Initrd,
+		"-append", appendLine,
+		"-chardev", "file,id=console,path=" + c.Console,
+		"-serial", "chardev:console",
+		"-object", "memory-backend-file,id=shared,share=on,mem-path=" + c.Shared + ",size=" + strconv.Itoa(wire.Size),
+		// master=on: without it QEMU refuses to migrate the device.
+		"-device", "ivshmem-plain,memdev=shared,master=on",
+		"-chardev", "socket,id=qmp,fd=" + strconv.Itoa(fdQMP),
+		"-mon", "chardev=qmp,mode=control",
+		"-plugin", c.Plugin + ",fd=" + strconv.Itoa(fdBarrier),
+	}
+}

@@ -1,0 +1,204 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/detvm/detvm/wire"
+)
+
+// Machine is one running QEMU guest.
+type Machine struct {
+	cfg     Config
+	cmd     *exec.Cmd
+	qmp     *Monitor
+	barrier net.Conn
+	shared  []byte
+	page    *wire.Page
+	exited  chan struct{}
+	waitErr error
+	stderr  bytes.Buffer
+}
+
+// ErrExited reports that QEMU is gone.
+var ErrExited = errors.New("QEMU exited")
+
+// ErrTimeout reports that the guest did not reach a barrier in time.
+var ErrTimeout = errors.New("guest did not reach its next barrier in time")
+
+// Start validates cfg, creates the shared page, starts QEMU and completes the
+// QMP handshake. Each step is named in its error ("vmm: start node-1: qmp
+// handshake: ..."). QEMU runs in its own process group and gets SIGKILL if
+// the controller dies, so no QEMU outlives its controller.
+func Start(ctx context.Context, cfg Config) (*Machine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Machine{cfg: cfg, exited: make(chan struct{})}
+	step := func(name string, err error) error {
+		m.Kill()
+		return fmt.Errorf("vmm: start %s: %s: %w", cfg.Name, name, err)
+	}
+	if err := m.mapShared(); err != nil {
+		return nil, step("shared page", err)
+	}
+	qmpHost, qmpGuest, err := socketPair()
+	if err != nil {
+		return nil, step("qmp socket", err)
+	}
+	barHost, barGuest, err := socketPair()
+	if err != nil {
+		return nil, step("barrier socket", err)
+	}
+	argv := cfg.CommandLine()
+	m.cmd = exec.Command(argv[0], argv[1:]...)
+	m.cmd.ExtraFiles = []*os.File{qmpGuest, barGuest} // fds 3 and 4
+	m.cmd.Stderr = &m.stderr
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = m.cmd.Start()
+	qmpGuest.Close()
+	barGuest.Close()
+	if err != nil {
+		return nil, step("exec", err)
+	}
+	go func() { m.waitErr = m.cmd.Wait(); close(m.exited) }()
+	if m.barrier, err = net.FileConn(barHost); err != nil {
+		return nil, step("barrier socket", err)
+	}
+	barHost.Close()
+	qc, err := net.FileConn(qmpHost)
+	qmpHost.Close()
+	if err != nil {
+		return nil, step("qmp socket", err)
+	}
+	m.qmp = NewMonitor(qc)
+	hs := make(chan error, 1)
+	go func() { hs <- m.qmp.Connect() }()
+	select {
+	case err = <-hs:
+	case <-m.exited:
+		err = m.exitError()
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return nil, step("qmp handshake", err)
+	}
+	return m, nil
+}
+
+func socketPair() (host, guest *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest"), nil
+}
+
+func (m *Machine) mapShared() error {
+	f, err := os.OpenFile(m.cfg.Shared, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(wire.Size); err != nil {
+		return err
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, wire.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	m.shared = b
+	m.page, err = wire.NewPage(b)
+	return err
+}
+
+// Name is the node's name.
+func (m *Machine) Name() string { return m.cfg.Name }
+
+// Page is the shared page. Touch it only while the guest is held.
+func (m *Machine) Page() *wire.Page { return m.page }
+
+// QMP is the machine's monitor.
+func (m *Machine) QMP() *Monitor { return m.qmp }
+
+// Exited is closed when QEMU has exited.
+func (m *Machine) Exited() <-chan struct{} { return m.exited }
+
+// WaitBarrier blocks until the guest executes its barrier and is held, or
+// QEMU exits, or timeout (wall time: a watchdog, never an input) passes.
+func (m *Machine) WaitBarrier(timeout time.Duration) error {
+	if err := m.barrier.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err := m.barrier.Read(b[:])
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrTimeout
+	default:
+		// The plugin's end closes only when QEMU dies.
+		select {
+		case <-m.exited:
+		case <-time.After(5 * time.Second):
+		}
+		return m.exitError()
+	}
+}
+
+// Release lets a held guest run on.
+func (m *Machine) Release() error {
+	if _, err := m.barrier.Write([]byte{'R'}); err != nil {
+		return fmt.Errorf("vmm: release %s: %w", m.cfg.Name, err)
+	}
+	return nil
+}
+
+func (m *Machine) exitError() error {
+	select {
+	case <-m.exited:
+	default:
+		return fmt.Errorf("%w (barrier socket closed)", ErrExited)
+	}
+	msg := bytes.TrimSpace(m.stderr.Bytes())
+	if len(msg) > 500 {
+		msg = msg[len(msg)-500:]
+	}
+	if len(msg) > 0 {
+		return fmt.Errorf("%w: %v: %s", ErrExited, m.waitErr, msg)
+	}
+	return fmt.Errorf("%w: %v", ErrExited, m.waitErr)
+}
+
+// Kill ends QEMU (SIGKILL to its process group) and releases host
+// resources. Safe to call more than once and on a half-started machine.
+func (m *Machine) Kill() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.exited
+	}
+	if m.qmp != nil {
+		m.qmp.Disconnect()
+	}
+	if m.barrier != nil {
+		m.barrier.Close()
+	}
+	if m.shared != nil {
+		_ = unix.Munmap(m.shared)
+		m.shared, m.page = nil, nil
+	}
+}
+
+// Stderr returns what QEMU wrote to stderr so far.
+func (m *Machine) Stderr() string { return m.stderr.String() }

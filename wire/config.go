@@ -1,0 +1,28 @@
+package wire
+
+// ConfigPath is where the controller puts the agent's configuration in the
+// initramfs. It holds nothing run-specific (no seed) so that one image serves
+// every seed; run inputs cross through the shared page at the first barrier.
+const ConfigPath = "/detvm/config.json"
+
+// Config tells the agent what one node runs.
+type Config struct {
+	Node    string   `json:"node"`
+	EpochNS uint64   `json:"epoch_ns"`
+	Modules []string `json:"modules,omitempty"` // guest paths of .ko files, loaded in order
+	Env     []string `json:"env,omitempty"`     // KEY=VALUE for every process, before its own
+	Main    Proc     `json:"main"`
+	// Commands run one after another once Main has started.
+	Commands []Proc `json:"commands,omitempty"`
+}
+
+// Proc is a process the agent starts.
+type Proc struct {
+	Name   string   `json:"name"`
+	Argv   []string `json:"argv"`
+	Env    []string `json:"env,omitempty"`
+	Daemon bool     `json:"daemon,omitempty"` // not waited for: runs until the end
+	// AfterNS is the virtual delay before starting: after Main started for
+	// the first command, after the previous command exited for the others.
+	AfterNS uint64 `json:"after_ns,omitempty"`
+}
