@@ -47,8 +47,12 @@ func (e *Error) Error() string {
 		b.WriteString("; ")
 		b.WriteString(e.Hint)
 	}
-	return b.String()
+	// Values quoted from the file may hold line breaks; the message must
+	// stay one line.
+	return oneLine.Replace(b.String())
 }
+
+var oneLine = strings.NewReplacer("\r\n", `\n`, "\n", `\n`, "\r", `\r`)
 
 // fail records a problem; the walk goes on so that the earliest problem in
 // the file can be reported no matter in which order fields are checked.

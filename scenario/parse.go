@@ -71,7 +71,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 		return nil
 	}
 	if len(docs) == 0 || isEmptyDoc(docs[0]) {
-		p.fail(1, "", "the file is empty", `describe the run with at least "duration:" and "nodes:"; see docs/scenario.md for an example`)
+		p.fail(1, "", "the file is empty", `describe the run with at least "duration:" and "nodes:" (docs/scenario.md has an example)`)
 		return nil
 	}
 	for _, d := range docs[1:] {
@@ -94,12 +94,10 @@ func decodeAll(data []byte) (docs []*yaml.Node, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
+		if derr := dec.Decode(&n); errors.Is(derr, io.EOF) {
 			return docs, nil
-		}
-		if err != nil {
-			return nil, err
+		} else if derr != nil {
+			return nil, derr
 		}
 		docs = append(docs, &n)
 	}
@@ -167,26 +165,35 @@ func (p *parser) syntax(data []byte, err error) {
 	p.fail(line, "yaml syntax", msg, hint)
 }
 
-// refineLine finds the line of a parser error: the first line at which the
-// file, cut after that line, already fails with the same message. Cutting
-// can itself break a multi-line [list] or "string", so a different message
-// does not count, and from (yaml.v3's own guess) is kept if nothing matches.
+// refineLine finds the line of a parser error: a line k such that the file
+// cut after line k fails with the same message and cut before it does not.
+// Binary search keeps this fast on big files; cutting inside a multi-line
+// [list] or "string" fails differently and so counts as passing, which at
+// worst moves the answer within the enclosing collection, where from (the
+// line yaml.v3 names) already points.
 func refineLine(data []byte, starts []int, from int, msg string) int {
-	const maxLines = 2000 // the search is quadratic; real scenarios are far smaller
-	if len(starts) > maxLines {
-		return from
-	}
-	for k := max(from, 1); k < len(starts); k++ {
+	fails := func(k int) bool {
 		_, err := decodeAll(data[:starts[k]])
 		if err == nil {
-			continue
+			return false
 		}
 		m := yamlLineRE.FindStringSubmatch(err.Error())
-		if m != nil && m[2] == msg {
-			return k
+		return m != nil && m[2] == msg
+	}
+	last := len(starts) - 1
+	if from < 1 || from > last || !fails(last) {
+		return from
+	}
+	lo, hi := from-1, last // fails(hi); fails(lo) taken as false
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
 		}
 	}
-	return from
+	return hi
 }
 
 // lineStarts returns the byte offset of the start of each line, plus one
@@ -247,7 +254,7 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 	if v := p.req(f, "duration", `add the virtual-time limit of the run, like "duration: 2s"`); v != nil {
 		if dur, ok := p.duration(v, "duration"); ok {
 			if dur <= 0 {
-				p.fail(v.Line, "duration", fmt.Sprintf("%s is not greater than 0", v.Value), "give the run a positive virtual-time limit like 2s")
+				p.fail(v.Line, "duration", fmt.Sprintf("%s is not greater than 0", deref(v).Value), "give the run a positive virtual-time limit like 2s")
 			} else {
 				s.Duration, durOK = dur, true
 			}
@@ -924,7 +931,14 @@ func kindName(n *yaml.Node) string {
 	return "a single value"
 }
 
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_<-]+$`)
+
+// join appends key to a field path, quoting a key that would make the path
+// ambiguous or unreadable.
 func join(field, key string) string {
+	if !plainKeyRE.MatchString(key) {
+		key = strconv.Quote(key)
+	}
 	if field == "" {
 		return key
 	}
