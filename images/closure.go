@@ -238,8 +238,9 @@ func findLib(lib string, search []string, want *elfInfo) (guest, found string, i
 				p = abs
 			}
 			if slices.Contains(defaultLibDirs, filepath.Dir(p)) {
-				// Same file the default search would find; name it
-				// the way defaultLibDirs order does.
+				// A search path naming a default dir changes
+				// nothing in the guest; let defaultLibDirs order
+				// pick the name so one file is not listed twice.
 				break
 			}
 			return p, p, in, nil
