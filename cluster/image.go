@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
@@ -59,14 +58,17 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*
 	}
 	for _, c := range n.Commands {
 		argv := append([]string(nil), c.Run...)
-		if strings.HasPrefix(argv[0], "/") {
+		if g := images.GuestPath(argv[0]); !img.Has(g) {
+			// Not in the guest yet (binary, include, busybox): a host
+			// program of that path comes along with its libraries.
 			if _, err := os.Stat(argv[0]); err == nil {
-				// A host program named by absolute path comes along with its libraries.
-				if err := img.AddBinary(images.GuestPath(argv[0]), argv[0]); err != nil {
+				if err := img.AddBinary(g, argv[0]); err != nil {
 					return nil, err
 				}
-				argv[0] = images.GuestPath(argv[0])
+				argv[0] = g
 			}
+		} else {
+			argv[0] = g
 		}
 		cfg.Commands = append(cfg.Commands, wire.Proc{Name: c.Name, Argv: argv, Env: envList(c.Env), AfterNS: uint64(c.After)})
 	}

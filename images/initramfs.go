@@ -45,6 +45,13 @@ func NewInitramfs() *Initramfs {
 	return &Initramfs{entries: map[string]entry{}}
 }
 
+// Has reports whether guestPath has an entry of its own (not an implicit
+// parent directory).
+func (i *Initramfs) Has(guestPath string) bool {
+	_, ok := i.entries[cpioName(guestPath)]
+	return ok
+}
+
 // cpioName turns a guest path into the archive's form: relative to /, clean.
 // The root itself maps to "", which callers ignore since the kernel's
 // rootfs already exists.

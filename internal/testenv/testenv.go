@@ -16,10 +16,9 @@ import (
 )
 
 var (
-	once     sync.Once
-	tools    cluster.Tools
-	skipWhy  string
-	agentDir string
+	once    sync.Once
+	tools   cluster.Tools
+	skipWhy string
 )
 
 // RepoRoot is the module root, found from this file's location.
@@ -42,7 +41,6 @@ func Tools(t testing.TB) cluster.Tools {
 				skipWhy = err.Error()
 				return
 			}
-			agentDir = dir
 			out := filepath.Join(dir, "detvm-agent")
 			cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/detvm-agent")
 			cmd.Dir = RepoRoot()
