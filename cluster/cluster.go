@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
+	"github.com/detvm/detvm/scheduler"
 	"github.com/detvm/detvm/trace"
 	"github.com/detvm/detvm/vmm"
 	"github.com/detvm/detvm/wire"
@@ -103,6 +105,15 @@ func QEMUVersion(qemu string) (string, error) {
 	return m[1] + "." + m[2] + "." + m[3], nil
 }
 
+// Kernel loads the guest kernel from the cache.
+func (t Tools) Kernel() (*images.Kernel, error) {
+	k, err := images.LoadKernel(filepath.Join(t.CacheDir, "kernel"))
+	if err != nil {
+		return nil, Infra("%v", err)
+	}
+	return k, nil
+}
+
 // InfraError is a failure of the machinery rather than of the system under
 // test: QEMU missing or crashed, a guest that hangs. The CLI exits 4.
 type InfraError struct{ Msg string }
@@ -121,6 +132,10 @@ type Options struct {
 	// take to its first and to each next barrier. They are watchdogs only:
 	// nothing that happens inside a run depends on them.
 	BootTimeout, EpochTimeout time.Duration
+	// NoBarrier releases each guest as soon as it reaches a barrier, before
+	// reading its page: free-running guests, for showing that the
+	// determinism check can fail. Never for real runs.
+	NoBarrier bool
 }
 
 // Verdict is the outcome of one property.
@@ -142,6 +157,8 @@ type Result struct {
 	BootWallMS int64             `json:"boot_wall_ms"` // QEMU start → every agent at its first barrier
 	ReadyNS    uint64            `json:"ready_virtual_ns"`
 	Ended      string            `json:"ended"` // "all-exited" or "duration"
+	Network    scheduler.Stats   `json:"network"`
+	DroppedRX  uint64            `json:"network_dropped_rx"` // frames that did not fit a receive region
 	ExitCodes  map[string]int    `json:"exit_codes"`
 	Verdicts   []Verdict         `json:"verdicts"`
 	Images     map[string]string `json:"images"` // node → initramfs sha256
@@ -186,9 +203,9 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			fmt.Fprintf(opt.Log, "detvm: "+format+"\n", args...)
 		}
 	}
-	kern, err := images.LoadKernel(filepath.Join(tools.CacheDir, "kernel"))
+	kern, err := tools.Kernel()
 	if err != nil {
-		return nil, Infra("%v", err)
+		return nil, err
 	}
 	plugin, err := vmm.BuildPlugin(filepath.Join(tools.CacheDir, "plugin"))
 	if err != nil {
@@ -204,7 +221,8 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 	}
 	res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: kern.SHA256}
 
-	nodes := make([]*node, len(s.Nodes))
+	guests := s.Guests()
+	nodes := make([]*node, len(guests))
 	defer func() {
 		for _, n := range nodes {
 			if n == nil {
@@ -225,9 +243,8 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			os.Remove(filepath.Join(n.dir, "shared")) // guest memory, not a result
 		}
 	}()
-	for i := range s.Nodes {
-		spec := &s.Nodes[i]
-		path, sum, err := BuildImage(s, spec, tools)
+	for i, spec := range guests {
+		path, sum, err := BuildImage(s, spec, kern, tools)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +271,24 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		n.out = bufio.NewWriter(n.outF)
 	}
 
-	logf("booting %d node(s)", len(nodes))
+	addrs := make([]netip.Addr, len(guests))
+	for i, g := range guests {
+		addrs[i] = g.Addr
+	}
+	sw := scheduler.NewSwitch(addrs)
+	pcapF, err := os.Create(filepath.Join(opt.RunDir, "network.pcap"))
+	if err != nil {
+		return nil, err
+	}
+	defer pcapF.Close()
+	pcapW := bufio.NewWriter(pcapF)
+	defer pcapW.Flush()
+	pcap, err := scheduler.NewPCAPWriter(pcapW, uint64(s.Epoch))
+	if err != nil {
+		return nil, err
+	}
+
+	logf("booting %d guest(s)", len(nodes))
 	bootStart := time.Now()
 	for _, n := range nodes {
 		m, err := vmm.Start(ctx, n.cfg)
@@ -284,7 +318,7 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		if epoch == 0 {
 			timeout = opt.BootTimeout
 		}
-		guests := make([]trace.Guest, len(nodes))
+		seen := make([]trace.Guest, len(nodes))
 		allDone := true
 		for i, n := range nodes {
 			if err := ctx.Err(); err != nil {
@@ -293,25 +327,49 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			if err := n.m.WaitBarrier(timeout); err != nil {
 				return nil, Infra("%s", n.hangReport(epoch, err))
 			}
-			g, done, err := n.collect(epoch, epochNS)
+			if opt.NoBarrier && epoch > 0 {
+				// Debug mode: let the guest run on while we read its page.
+				if err := n.m.Release(); err != nil {
+					return nil, Infra("%v", err)
+				}
+			}
+			g, done, err := n.collect(epoch)
+			if opt.NoBarrier && err != nil {
+				err = nil // torn reads are what this mode is for
+			}
 			if err != nil {
 				return nil, Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
 			}
-			guests[i] = g
+			frames, err := wire.SplitFrames(g.Net)
+			if err != nil {
+				return nil, Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
+			}
+			sw.Send(epoch, i, frames)
+			seen[i] = g
 			allDone = allDone && done
 		}
-		h := chain.Add(epoch, guests)
-		changed := false
-		for _, g := range guests {
-			changed = changed || len(g.Console) > 0 || len(g.Events) > 0
+		// Frames sent during this epoch reach their destinations at the
+		// start of the next one, while every guest is still held.
+		due := sw.Deliver(epoch + 1)
+		if err := pcap.Write(due); err != nil {
+			return nil, err
 		}
-		if changed || epoch == 0 {
-			fmt.Fprintf(tw, "%d %x\n", epoch, h)
+		for _, f := range due {
+			if nodes[f.Dst].m.Page().AppendRX(wire.AppendFrame(nil, f.Data)) == 0 {
+				res.DroppedRX++
+			}
+		}
+		chain.Add(epoch, seen)
+		line := trace.Line{Epoch: epoch, Chain: chain.Sum()}
+		changed := epoch == 0
+		for _, g := range seen {
+			changed = changed || len(g.Console) > 0 || len(g.Events) > 0 || len(g.Net) > 0
+			line.Guests = append(line.Guests, g.Name+"="+g.Digest())
 		}
 		if epoch == 0 {
 			res.BootWallMS = time.Since(bootStart).Milliseconds()
 			lastProgress = time.Now()
-			res.ReadyNS = guests[0].MonoNS
+			res.ReadyNS = seen[0].MonoNS
 			logf("all agents ready: %d ms wall, %.3f s virtual", res.BootWallMS, float64(res.ReadyNS)/1e9)
 			for _, n := range nodes {
 				n.m.Page().SetSeed(opt.Seed)
@@ -319,14 +377,19 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		}
 		res.Epochs = epoch + 1
 		res.VirtualNS = epoch * epochNS
-		if epoch > 0 && allDone {
+		switch {
+		case epoch > 0 && allDone:
 			res.Ended = "all-exited"
-			fmt.Fprintf(tw, "%d %x end\n", epoch, h)
-			break
-		}
-		if epoch >= maxEpochs {
+		case epoch >= maxEpochs:
 			res.Ended = "duration"
-			fmt.Fprintf(tw, "%d %x end\n", epoch, h)
+		}
+		if res.Ended != "" {
+			line.Comment = "end"
+		}
+		if changed || res.Ended != "" {
+			fmt.Fprintln(tw, line.Format())
+		}
+		if res.Ended != "" {
 			break
 		}
 		if opt.Log != nil && time.Since(lastProgress) > 5*time.Second {
@@ -335,12 +398,16 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		}
 		for _, n := range nodes {
 			n.m.Page().SetEpoch(epoch + 1)
+			if opt.NoBarrier && epoch > 0 {
+				continue // released already
+			}
 			if err := n.m.Release(); err != nil {
 				return nil, Infra("%v", err)
 			}
 		}
 	}
 	res.TraceHash = chain.Sum()
+	res.Network = sw.Stats()
 	res.WallMS = time.Since(wallStart).Milliseconds()
 	for _, n := range nodes {
 		n.verdicts(res)
@@ -354,8 +421,8 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 
 // BuildImage builds a node's initramfs into the content-addressed image
 // cache and returns its path and sha256.
-func BuildImage(s *scenario.Scenario, n *scenario.Node, tools Tools) (path, sum string, err error) {
-	img, err := nodeImage(s, n, tools.Agent, tools.Busybox)
+func BuildImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, tools Tools) (path, sum string, err error) {
+	img, err := nodeImage(s, n, kern, tools.Agent, tools.Busybox)
 	if err != nil {
 		return "", "", fmt.Errorf("node %s: image: %w", n.Name, err)
 	}
@@ -367,7 +434,7 @@ func BuildImage(s *scenario.Scenario, n *scenario.Node, tools Tools) (path, sum 
 }
 
 // collect reads what a held guest produced since its last barrier.
-func (n *node) collect(epoch, epochNS uint64) (trace.Guest, bool, error) {
+func (n *node) collect(epoch uint64) (trace.Guest, bool, error) {
 	p := n.m.Page()
 	if epoch == 0 && !p.Valid() {
 		return trace.Guest{}, false, errors.New("agent did not initialise the shared page")
@@ -387,7 +454,11 @@ func (n *node) collect(epoch, epochNS uint64) (trace.Guest, bool, error) {
 	for _, e := range evs {
 		n.record(epoch, e)
 	}
-	return trace.Guest{Name: n.spec.Name, MonoNS: p.MonoNS(), Console: console, Events: raw}, p.State() == wire.StateDone, nil
+	tx, err := p.TakeTX()
+	if err != nil {
+		return trace.Guest{}, false, err
+	}
+	return trace.Guest{Name: n.spec.Name, MonoNS: p.MonoNS(), Console: console, Events: raw, Net: tx}, p.State() == wire.StateDone, nil
 }
 
 type eventJSON struct {
@@ -433,7 +504,10 @@ func (n *node) verdicts(res *Result) {
 		name   string
 		daemon bool
 	}
-	procs := []proc{{filepath.Base(n.spec.Binary), n.spec.Daemon}}
+	var procs []proc
+	if n.spec.Binary != "" {
+		procs = append(procs, proc{mainName(n.spec), n.spec.Daemon})
+	}
 	for _, c := range n.spec.Commands {
 		procs = append(procs, proc{c.Name, false})
 	}

@@ -104,13 +104,17 @@ func TestImageReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tools.CacheDir = t.TempDir()
-	_, a, err := cluster.BuildImage(s, &s.Nodes[0], tools)
+	kern, err := tools.Kernel()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tools.CacheDir = t.TempDir()
-	_, b, err := cluster.BuildImage(s, &s.Nodes[0], tools)
+	_, a, err := cluster.BuildImage(s, &s.Nodes[0], kern, tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools.CacheDir = t.TempDir()
+	_, b, err := cluster.BuildImage(s, &s.Nodes[0], kern, tools)
 	if err != nil {
 		t.Fatal(err)
 	}

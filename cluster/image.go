@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -21,7 +22,7 @@ var BaseEnv = []string{
 // nodeImage assembles the initramfs of one node. Nothing in it depends on
 // the seed, so one image serves every run of the scenario and its hash
 // identifies what the guest executes.
-func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*images.Initramfs, error) {
+func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agent, busybox string) (*images.Initramfs, error) {
 	img := images.NewInitramfs()
 	if err := img.AddHostFile("/init", agent, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -30,16 +31,17 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*
 		return nil, fmt.Errorf("busybox: %w", err)
 	}
 	img.AddSymlink("/bin/sh", "busybox")
-	img.AddFile("/etc/hosts", []byte("127.0.0.1\tlocalhost\n127.0.1.1\t"+n.Name+"\n"), 0o644)
+	img.AddFile("/etc/hosts", []byte(s.Hosts()), 0o644)
 	img.AddFile("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	img.AddFile("/etc/group", []byte("root:x:0:\n"), 0o644)
 	img.AddFile("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files\n"), 0o644)
 	img.AddDir("/root", 0o700)
 
-	bin := images.GuestPath(n.Binary)
-	if err := img.AddBinary(bin, n.Binary); err != nil {
-		return nil, err
+	tun, err := kern.ModuleBytes("tun")
+	if err != nil {
+		return nil, fmt.Errorf("kernel module tun: %w", err)
 	}
+	img.AddFile("/lib/modules/tun.ko", tun, 0o644)
 	for _, inc := range n.Include {
 		if err := img.AddBinary(images.GuestPath(inc), inc); err != nil {
 			return nil, err
@@ -53,8 +55,16 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*
 	cfg := wire.Config{
 		Node:    n.Name,
 		EpochNS: uint64(s.Epoch),
+		Modules: []string{"/lib/modules/tun.ko"},
 		Env:     append(append([]string(nil), BaseEnv...), "DETVM_NODE="+n.Name),
-		Main:    wire.Proc{Name: filepath.Base(n.Binary), Argv: append([]string{bin}, n.Args...), Env: envList(n.Env), Daemon: n.Daemon},
+		Net:     &wire.Net{Dev: "eth0", Addr: netip.PrefixFrom(n.Addr, s.Subnet.Bits()).String(), MTU: 1500},
+	}
+	if n.Binary != "" {
+		bin := images.GuestPath(n.Binary)
+		if err := img.AddBinary(bin, n.Binary); err != nil {
+			return nil, err
+		}
+		cfg.Main = &wire.Proc{Name: mainName(n), Argv: append([]string{bin}, n.Args...), Env: envList(n.Env), Daemon: n.Daemon}
 	}
 	for _, c := range n.Commands {
 		argv := append([]string(nil), c.Run...)
@@ -79,6 +89,9 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, agent, busybox string) (*
 	img.AddFile(wire.ConfigPath, b, 0o644)
 	return img, nil
 }
+
+// mainName names a node's main process after its program.
+func mainName(n *scenario.Node) string { return filepath.Base(n.Binary) }
 
 func envList(env []scenario.EnvVar) []string {
 	out := make([]string, 0, len(env))

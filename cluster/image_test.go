@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/wire"
 )
@@ -22,13 +25,14 @@ func TestNodeImageCommands(t *testing.T) {
 			t.Skipf("%s not on this host", p)
 		}
 	}
-	s := &scenario.Scenario{Name: "x", Duration: 1e9, Epoch: 1e6}
-	n := &scenario.Node{Name: "node-1", Binary: "/bin/busybox", Args: []string{"true"}, Commands: []scenario.Command{
+	kern := testKernel(t)
+	s := &scenario.Scenario{Name: "x", Duration: 1e9, Epoch: 1e6, Subnet: netip.MustParsePrefix("10.89.0.0/24")}
+	n := &scenario.Node{Name: "node-1", Binary: "/bin/busybox", Addr: netip.MustParseAddr("10.89.0.2"), Args: []string{"true"}, Commands: []scenario.Command{
 		{Name: "sh", Run: []string{"/bin/sh", "-c", "true"}},
 		{Name: "od", Run: []string{"/usr/bin/od", "-x"}},
 		{Name: "guest-only", Run: []string{"/no/such/host/program"}},
 	}}
-	img, err := nodeImage(s, n, "/bin/busybox", "/bin/busybox")
+	img, err := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func TestNodeImageCommands(t *testing.T) {
 		t.Errorf("a guest-only path was invented")
 	}
 	var cfg wire.Config
-	img2, _ := nodeImage(s, n, "/bin/busybox", "/bin/busybox")
+	img2, _ := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox")
 	b2, _ := img2.Bytes()
 	if string(b) != string(b2) {
 		t.Fatal("same node, different image bytes")
@@ -63,9 +67,21 @@ func TestNodeImageCommands(t *testing.T) {
 			t.Errorf("command %d argv[0] = %q, want %q", i, got[i], want[i])
 		}
 	}
-	if cfg.Main.Daemon || cfg.Main.Argv[1] != "true" || cfg.EpochNS != 1e6 {
+	if cfg.Main == nil || cfg.Main.Daemon || cfg.Main.Argv[1] != "true" || cfg.EpochNS != 1e6 {
 		t.Errorf("main proc config wrong: %+v", cfg)
 	}
+	if cfg.Net == nil || cfg.Net.Addr != "10.89.0.2/24" || cfg.Net.Dev != "eth0" {
+		t.Errorf("net config wrong: %+v", cfg.Net)
+	}
+}
+
+// testKernel is the cached guest kernel, or a skip: images need its tun.ko.
+func testKernel(t *testing.T) *images.Kernel {
+	k, err := images.LoadKernel(filepath.Join(DefaultCacheDir(), "kernel"))
+	if err != nil {
+		t.Skipf("no guest kernel (run `make setup`): %v", err)
+	}
+	return k
 }
 
 // findFile returns the contents of a regular file in a newc archive, and

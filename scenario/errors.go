@@ -118,6 +118,10 @@ var aliases = map[string][]string{
 	"machines":    {"nodes"},
 	"hosts":       {"nodes"},
 	"vms":         {"nodes"},
+	"replicas":    {"count"},
+	"instances":   {"count"},
+	"cidr":        {"subnet"},
+	"net":         {"network"},
 }
 
 // suggest returns the allowed key the user most likely meant by key, or "".

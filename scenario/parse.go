@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,6 +25,14 @@ type parser struct {
 	file  string
 	errs  []*Error
 	paths []hostPath // host paths for Load to resolve and check
+
+	// The nodes as written, for expand to turn into Scenario.Nodes.
+	templates []Node
+	metas     []nodeMeta
+	// Lines where a scenario with too many guests for its subnet is
+	// reported: the subnet's if written, else the nodes key's.
+	subnetLine, nodesLine int
+	subnetBad             bool // the subnet written is invalid
 }
 
 // schema is the set of keys one kind of mapping allows, with a description
@@ -34,14 +43,27 @@ type schema struct {
 	// extensions lets keys starting with "x-" through unchecked, as in
 	// Compose files: they give shared settings a place to hold an anchor.
 	extensions bool
+	// rejected holds hints for keys that look as if they belonged here but
+	// do not.
+	rejected map[string]string
 }
 
+// guestKeys are the fields nodes and the sidecar share.
+var guestKeys = []string{"binary", "args", "env", "daemon", "memory", "files", "include", "commands"}
+
 var (
-	topSchema     = schema{"the scenario (top level)", []string{"name", "seed", "duration", "epoch", "nodes"}, true}
-	nodeSchema    = schema{"a node (an item of nodes)", []string{"name", "binary", "args", "env", "daemon", "memory", "files", "include", "commands"}, false}
-	fileSchema    = schema{"a file (an item of files)", []string{"src", "dst", "mode"}, false}
-	commandSchema = schema{"a command (an item of commands)", []string{"name", "run", "after", "env"}, false}
-	schemas       = []schema{topSchema, nodeSchema, fileSchema, commandSchema}
+	topSchema     = schema{what: "the scenario (top level)", keys: []string{"name", "seed", "duration", "epoch", "network", "nodes", "sidecar"}, extensions: true}
+	nodeSchema    = schema{what: "a node (an item of nodes)", keys: append([]string{"name", "count"}, guestKeys...)}
+	networkSchema = schema{what: "the network (network:)", keys: []string{"subnet", "epoch"}}
+	sidecarSchema = schema{what: "the sidecar (sidecar:)", keys: guestKeys, rejected: map[string]string{
+		"name":  `the sidecar is always named "sidecar"; remove it`,
+		"count": "there is one sidecar; remove it, or make these guests nodes",
+	}}
+	fileSchema    = schema{what: "a file (an item of files)", keys: []string{"src", "dst", "mode"}}
+	commandSchema = schema{what: "a command (an item of commands)", keys: []string{"name", "run", "after", "env"}}
+	// schemas is in the order belongsTo tries them: a key that two kinds of
+	// mapping allow is said to belong to the first.
+	schemas = []schema{topSchema, nodeSchema, networkSchema, sidecarSchema, fileSchema, commandSchema}
 )
 
 var (
@@ -55,7 +77,7 @@ var (
 const durationHint = "use Go duration syntax like 2s or 1500ms"
 
 func (p *parser) parse(data []byte) *Scenario {
-	s := &Scenario{Name: defaultName(p.file), Seed: DefaultSeed, Epoch: DefaultEpoch}
+	s := &Scenario{Name: defaultName(p.file), Seed: DefaultSeed, Epoch: DefaultEpoch, Subnet: netip.MustParsePrefix(DefaultSubnet)}
 	if root := p.document(data); root != nil {
 		p.scenario(root, s)
 	}
@@ -260,26 +282,23 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 			}
 		}
 	}
-	epochOK := true
-	if v := f.opt("epoch"); v != nil {
-		epochOK = false
-		if ep, ok := p.duration(v, "epoch"); ok {
-			if ep < MinEpoch || ep > MaxEpoch {
-				p.fail(v.Line, "epoch", fmt.Sprintf("%s is out of range", deref(v).Value),
-					fmt.Sprintf("use a value between %v and %v (default %v)", MinEpoch, MaxEpoch, DefaultEpoch))
-			} else {
-				s.Epoch, epochOK = ep, true
-			}
-		}
+	var net *fields
+	if v := f.opt("network"); v != nil {
+		net = p.network(v, s)
 	}
+	epochOK := p.epochs(f, net, s)
 	if durOK && epochOK && s.Duration < s.Epoch {
 		v := f.vals["duration"]
 		p.fail(v.Line, "duration", fmt.Sprintf("%s is shorter than one epoch (%v)", deref(v).Value, s.Epoch), "make the duration longer or the epoch shorter")
+	}
+	if v := f.opt("sidecar"); v != nil {
+		p.sidecar(f.keys["sidecar"].Line, v, s)
 	}
 	v := p.req(f, "nodes", `add a list of nodes, each with at least "name:" and "binary:"`)
 	if v == nil {
 		return
 	}
+	p.nodesLine = f.keys["nodes"].Line
 	items, ok := p.mappingList(v, "nodes", `start each node with "- name: ..." and indent its other fields under name`)
 	if !ok {
 		return
@@ -288,44 +307,150 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 		p.fail(v.Line, "nodes", "is empty", `add at least one node, each with at least "name:" and "binary:"`)
 		return
 	}
-	s.Nodes = make([]Node, len(items))
-	type seen struct{ index, line int }
-	names := map[string]seen{}
+	// These are the nodes as written; expand makes s.Nodes of them once
+	// Load has resolved their host paths.
+	p.templates = make([]Node, len(items))
+	p.metas = make([]nodeMeta, len(items))
 	for i, item := range items {
-		field := fmt.Sprintf("nodes[%d]", i)
-		line := p.node(item, field, &s.Nodes[i])
-		name := s.Nodes[i].Name
-		if name == "" {
-			continue
-		}
-		if first, dup := names[name]; dup {
-			p.fail(line, field+".name", fmt.Sprintf("%q is already the name of nodes[%d] (line %d)", name, first.index, first.line), "give every node its own name")
-			continue
-		}
-		names[name] = seen{i, line}
+		p.metas[i] = p.node(item, fmt.Sprintf("nodes[%d]", i), &p.templates[i])
 	}
 }
 
-// node fills out from the mapping n and returns the line of its name, or 0
-// if it has no valid name.
-func (p *parser) node(n *yaml.Node, field string, out *Node) int {
+// epochs reads the epoch, written at the top level (as before v1) or under
+// network but not at both places, and reports whether what is written is
+// valid.
+func (p *parser) epochs(f, net *fields, s *Scenario) bool {
+	top := f.opt("epoch")
+	var nested *yaml.Node
+	if net != nil {
+		nested = net.opt("epoch")
+	}
+	ok := true
+	for _, e := range []struct {
+		v     *yaml.Node
+		field string
+	}{{top, "epoch"}, {nested, "network.epoch"}} {
+		if e.v == nil {
+			continue
+		}
+		if ep, valid := p.epoch(e.v, e.field); valid {
+			s.Epoch = ep
+		} else {
+			ok = false
+		}
+	}
+	if top != nil && nested != nil {
+		// Reported at the second of the two, as for other duplicates.
+		if nested.Line >= top.Line {
+			p.fail(nested.Line, "network.epoch", fmt.Sprintf("is also set as the top-level epoch (line %d)", top.Line), "remove one of the two; network.epoch is the place for it")
+		} else {
+			p.fail(top.Line, "epoch", fmt.Sprintf("is also set as network.epoch (line %d)", nested.Line), "remove one of the two; network.epoch is the place for it")
+		}
+	}
+	return ok
+}
+
+func (p *parser) epoch(v *yaml.Node, field string) (time.Duration, bool) {
+	ep, ok := p.duration(v, field)
+	if !ok {
+		return 0, false
+	}
+	if ep < MinEpoch || ep > MaxEpoch {
+		p.fail(v.Line, field, fmt.Sprintf("%s is out of range", deref(v).Value),
+			fmt.Sprintf("use a value between %v and %v (default %v)", MinEpoch, MaxEpoch, DefaultEpoch))
+		return 0, false
+	}
+	return ep, true
+}
+
+// nodeMeta is what expand needs to know of a node as written.
+type nodeMeta struct {
+	field    string // nodes[i]
+	nameLine int    // 0 if the node has no valid name
+	count    int
+}
+
+// node fills out from the mapping n.
+func (p *parser) node(n *yaml.Node, field string, out *Node) nodeMeta {
+	m := nodeMeta{field: field, count: 1}
 	d := deref(n)
 	if d.Kind != yaml.MappingNode {
 		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each node as "- name: node-1" with its other fields indented under name`)
-		return 0
+		return m
 	}
 	f := p.fields(d, field, nodeSchema)
-	out.Memory = DefaultMemory
-	nameLine := 0
-	if v := p.req(f, "name", `add a name like "name: node-1"`); v != nil {
-		if name, ok := p.name(v, field+".name", "node-1"); ok {
-			out.Name, nameLine = name, v.Line
+	nameNode := p.req(f, "name", `add a name like "name: node-1"`)
+	if nameNode != nil {
+		if name, ok := p.name(nameNode, field+".name", "node-1"); ok {
+			out.Name, m.nameLine = name, nameNode.Line
 		}
 	}
-	if v := p.req(f, "binary", `add the host path of the node's program, like "binary: /usr/bin/etcd"`); v != nil {
-		if text, ok := p.nonEmpty(v, field+".binary", "a path", "give the host path of the node's program, like /usr/bin/etcd"); ok {
+	if v := f.opt("count"); v != nil {
+		if c, ok := p.count(v, field+".count"); ok {
+			m.count = c
+		}
+	}
+	if m.nameLine != 0 && m.count > 1 {
+		suffix := fmt.Sprintf("-%d", m.count)
+		if last := out.Name + suffix; len(last) > maxNameLen {
+			p.fail(m.nameLine, field+".name", fmt.Sprintf("%q is too long for count: %d, which makes names up to %q, longer than %d characters", out.Name, m.count, last, maxNameLen),
+				fmt.Sprintf("shorten it to at most %d characters", maxNameLen-len(suffix)))
+			out.Name, m.nameLine = "", 0
+		}
+	}
+	p.guest(f, field, out, false)
+	return m
+}
+
+// sidecar reads the sidecar mapping v, whose key is on line.
+func (p *parser) sidecar(line int, v *yaml.Node, s *Scenario) {
+	d := deref(v)
+	if d.Kind != yaml.MappingNode {
+		p.fail(v.Line, "sidecar", "is "+kindName(d)+", not a mapping", `the sidecar is a single guest: indent its fields under "sidecar:" without "- ", like "commands:"`)
+		return
+	}
+	out := &Node{Name: SidecarName, Sidecar: true}
+	s.Sidecar = out
+	f := p.fields(d, "sidecar", sidecarSchema)
+	p.guest(f, "sidecar", out, true)
+	if f.opt("binary") != nil {
+		return
+	}
+	// As with a missing required field, a misspelt key is the real problem.
+	c := f.opt("commands")
+	if (c == nil || deref(c).Kind == yaml.SequenceNode && len(deref(c).Content) == 0) && !f.guessed["commands"] && !f.guessed["binary"] {
+		p.fail(line, "sidecar", "runs nothing", "add commands or a binary")
+	}
+	// Without a binary there is no main program for these to apply to.
+	for _, c := range []struct {
+		key  string
+		set  bool
+		hint string
+	}{
+		{"args", len(out.Args) > 0, "add the binary they are for, or put them in a command's run"},
+		{"env", len(out.Env) > 0, "add the binary it is for, or set env on each command"},
+		{"daemon", out.Daemon, "add the binary it is for, or remove it"},
+	} {
+		if c.set {
+			p.fail(f.vals[c.key].Line, "sidecar."+c.key, "is for the main program, and the sidecar has no binary", c.hint)
+		}
+	}
+}
+
+// guest fills out from the fields that nodes and the sidecar share. The
+// sidecar's binary is optional.
+func (p *parser) guest(f *fields, field string, out *Node, sidecar bool) {
+	out.Memory = DefaultMemory
+	var bin *yaml.Node
+	if sidecar {
+		bin = f.opt("binary")
+	} else {
+		bin = p.req(f, "binary", `add the host path of the node's program, like "binary: /usr/bin/etcd"`)
+	}
+	if bin != nil {
+		if text, ok := p.nonEmpty(bin, field+".binary", "a path", "give the host path of the node's program, like /usr/bin/etcd"); ok {
 			out.Binary = text
-			p.paths = append(p.paths, hostPath{field: field + ".binary", line: v.Line, target: &out.Binary, program: true, fix: "install it or fix the path"})
+			p.paths = append(p.paths, hostPath{field: field + ".binary", line: bin.Line, target: &out.Binary, program: true, fix: "install it or fix the path"})
 		}
 	}
 	if v := f.opt("args"); v != nil {
@@ -361,7 +486,6 @@ func (p *parser) node(n *yaml.Node, field string, out *Node) int {
 	if v := f.opt("commands"); v != nil {
 		p.commands(v, field+".commands", out)
 	}
-	return nameLine
 }
 
 func (p *parser) files(v *yaml.Node, field string, out *Node) {
@@ -681,14 +805,16 @@ func (p *parser) mode(v *yaml.Node, field string) os.FileMode {
 type fields struct {
 	line    int // of the mapping, where a missing key is reported
 	field   string
+	keys    map[string]*yaml.Node
 	vals    map[string]*yaml.Node
 	guessed map[string]bool // keys suggested for a misspelt key
 }
 
 func (p *parser) fields(n *yaml.Node, field string, sc schema) *fields {
-	f := &fields{line: n.Line, field: field, vals: map[string]*yaml.Node{}, guessed: map[string]bool{}}
+	f := &fields{line: n.Line, field: field, keys: map[string]*yaml.Node{}, vals: map[string]*yaml.Node{}, guessed: map[string]bool{}}
 	for _, e := range p.entries(n, field, map[*yaml.Node]bool{}) {
 		if slices.Contains(sc.keys, e.name) {
+			f.keys[e.name] = e.key
 			f.vals[e.name] = e.val
 			continue
 		}
@@ -697,7 +823,9 @@ func (p *parser) fields(n *yaml.Node, field string, sc schema) *fields {
 		}
 		allowed := strings.Join(sc.keys, ", ")
 		hint := fmt.Sprintf("remove it or fix its spelling (allowed: %s)", allowed)
-		if g := suggest(e.name, sc.keys); g != "" {
+		if r := sc.rejected[e.name]; r != "" {
+			hint = fmt.Sprintf("%s (allowed: %s)", r, allowed)
+		} else if g := suggest(e.name, sc.keys); g != "" {
 			hint = fmt.Sprintf("did you mean %q? (allowed: %s)", g, allowed)
 			f.guessed[g] = true
 		} else if other := belongsTo(e.name); other != "" {

@@ -9,6 +9,7 @@
 package scenario
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,9 +25,18 @@ const (
 	DefaultMemory        = 256  // MiB
 	MinMemory            = 64   // MiB
 	MaxMemory            = 4096 // MiB
+	MaxCount             = 64   // copies of one node
+	// DefaultSubnet is the guest network unless network.subnet says
+	// otherwise.
+	DefaultSubnet = "10.89.0.0/24"
+	MinSubnetBits = 8
+	MaxSubnetBits = 29
+	// SidecarName is the name of the sidecar, which no node may have.
+	SidecarName = "sidecar"
 )
 
-// Scenario is one test run: a set of nodes started together and run in
+// Scenario is one test run: a set of guests, the nodes and an optional
+// sidecar, started together on one virtual IPv4 network and run in
 // lock-step for Duration of virtual time.
 type Scenario struct {
 	// Name identifies the scenario in output. It defaults to the file's base
@@ -38,10 +48,20 @@ type Scenario struct {
 	// Duration is the virtual-time limit of the run. Required, > 0.
 	Duration time.Duration
 	// Epoch is the length of one lock-step epoch, between MinEpoch and
-	// MaxEpoch. Default 1ms.
+	// MaxEpoch. Default 1ms. It is written as network.epoch or, as before
+	// v1, as the top-level epoch.
 	Epoch time.Duration
-	// Nodes lists the guests, at least one.
+	// Subnet is the guests' IPv4 network: a network address with a prefix
+	// length between MinSubnetBits and MaxSubnetBits. Its first address
+	// after the network address is the gateway's (see Gateway); the guests
+	// follow (see Node.Addr). Default DefaultSubnet.
+	Subnet netip.Prefix
+	// Nodes lists the nodes, at least one, in the order written, a node
+	// written with count N expanded in place into N nodes.
 	Nodes []Node
+	// Sidecar is the guest that runs the test workload; nil if the
+	// scenario has none. Guests lists it after Nodes.
+	Sidecar *Node
 	// Path is the absolute path of the file Load read; "" after Parse.
 	Path string
 	// Dir is the directory of Path, against which relative host paths in the
@@ -52,12 +72,21 @@ type Scenario struct {
 // Node is one guest machine and the programs it runs.
 type Node struct {
 	// Name is unique within the scenario: 1 to 32 characters of a-z, 0-9
-	// and '-', starting with a letter.
+	// and '-', starting with a letter. A node written with count N is
+	// named <name>-1 to <name>-N. The sidecar's is SidecarName.
 	Name string
+	// Sidecar is true for Scenario.Sidecar only.
+	Sidecar bool
+	// Addr is the guest's IPv4 address in Scenario.Subnet: the i-th guest
+	// of Scenario.Guests, from 0, has the subnet's address + 2 + i.
+	Addr netip.Addr
 	// Binary is the host path of the node's main program. Load makes it
-	// absolute, resolving a relative path against Scenario.Dir.
+	// absolute, resolving a relative path against Scenario.Dir. It is
+	// never empty for a node; a sidecar without one only runs Commands.
 	Binary string
-	// Args are the main program's arguments, without argv[0].
+	// Args are the main program's arguments, without argv[0]. NodeVar in
+	// them, as in Env values and in commands' Run and Env values, has been
+	// replaced by Name.
 	Args []string
 	// Env is the main program's extra environment, in the order written.
 	Env []EnvVar
@@ -128,6 +157,7 @@ func Load(path string) (*Scenario, error) {
 	s.Path = abs
 	s.Dir = filepath.Dir(abs)
 	p.checkHostPaths(s.Dir)
+	p.expand(s)
 	if err := p.first(); err != nil {
 		return nil, err
 	}
@@ -141,6 +171,7 @@ func Load(path string) (*Scenario, error) {
 func Parse(data []byte, name string) (*Scenario, error) {
 	p := &parser{file: name}
 	s := p.parse(data)
+	p.expand(s)
 	if err := p.first(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,8 +45,10 @@ func exampleScenario() *Scenario {
 		Seed:     1,
 		Duration: 4 * time.Second,
 		Epoch:    time.Millisecond,
+		Subnet:   netip.MustParsePrefix("10.89.0.0/24"),
 		Nodes: []Node{{
 			Name:   "node-1",
+			Addr:   netip.MustParseAddr("10.89.0.2"),
 			Binary: "/usr/bin/etcd",
 			Args: []string{"--data-dir", "/tmp/etcd", "--listen-client-urls", "http://127.0.0.1:2379",
 				"--advertise-client-urls", "http://127.0.0.1:2379"},
@@ -77,13 +80,26 @@ func TestDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(doc), "```yaml\n"+exampleYAML+"```") {
-		t.Error("docs/scenario.md does not hold exampleYAML as its example; update one or the other")
+	for name, example := range map[string]string{"exampleYAML": exampleYAML, "clusterYAML": clusterYAML} {
+		if !strings.Contains(string(doc), "```yaml\n"+example+"```") {
+			t.Errorf("docs/scenario.md does not hold %s as an example; update one or the other", name)
+		}
+	}
+	// Every other YAML block of the doc is a whole scenario too, and valid.
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) < 4 {
+		t.Errorf("docs/scenario.md has %d yaml blocks, want at least 4", len(blocks))
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		if _, err := Parse([]byte(b), fmt.Sprintf("block-%d.yaml", i+1)); err != nil {
+			t.Errorf("yaml block %d of docs/scenario.md: %v", i+1, err)
+		}
 	}
 }
 
 func TestTestdata(t *testing.T) {
-	for _, name := range []string{"etcd-single.yaml", "three-nodes.yaml"} {
+	for _, name := range []string{"etcd-single.yaml", "three-nodes.yaml", "etcd-cluster.yaml"} {
 		if _, err := Parse(mustRead(t, filepath.Join("testdata", name)), name); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -293,8 +309,8 @@ func TestMergeKeys(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	const (
-		nodeKeys = "(allowed: name, binary, args, env, daemon, memory, files, include, commands)"
-		topKeys  = "(allowed: name, seed, duration, epoch, nodes)"
+		nodeKeys = "(allowed: name, count, binary, args, env, daemon, memory, files, include, commands)"
+		topKeys  = "(allowed: name, seed, duration, epoch, network, nodes, sidecar)"
 	)
 	for _, c := range []struct {
 		name, file, yaml, want string
@@ -320,7 +336,7 @@ nodes:
 		{"unknown field alias", "x.yaml", "duration: 2s\nnodes: [{name: a, binary: b, environment: {A: b}}]\n",
 			`x.yaml:2: nodes[0].environment: unknown field; did you mean "env"? ` + nodeKeys},
 		{"field at wrong level", "x.yaml", "duration: 2s\nmemory: 512\nnodes: [{name: a, binary: b}]\n",
-			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, nodes)`},
+			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar)`},
 		{"seed not a number", "x.yaml", "name: x\nseed: abc\nduration: 2s\nnodes: [{name: a, binary: b}]\n",
 			`x.yaml:2: seed: "abc" is not a number; use a non-negative integer like 7`},
 		{"seed negative", "x.yaml", "seed: -3\nduration: 2s\nnodes: [{name: a, binary: b}]\n",
@@ -561,6 +577,7 @@ func TestScenarioName(t *testing.T) {
 // is not one line with a line number.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(exampleYAML))
+	f.Add([]byte(clusterYAML))
 	f.Add([]byte("duration: 2s\nnodes:\n  - &n {name: a, binary: b, <<: *n}\n"))
 	f.Add([]byte("a: 1\nb:\n\t- x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -60,7 +60,7 @@ SRC
 fi
 
 PKGS_BP="qemu-system-x86 qemu-utils"
-PKGS="busybox-static gcc libc6-dev make xz-utils etcd-server etcd-client"
+PKGS="busybox-static gcc libc6-dev make xz-utils etcd-server etcd-client redis-server redis-tools"
 
 missing=""
 for p in $PKGS_BP $PKGS; do

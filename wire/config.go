@@ -11,7 +11,8 @@ type Config struct {
 	EpochNS uint64   `json:"epoch_ns"`
 	Modules []string `json:"modules,omitempty"` // guest paths of .ko files, loaded in order
 	Env     []string `json:"env,omitempty"`     // KEY=VALUE for every process, before its own
-	Main    Proc     `json:"main"`
+	Net     *Net     `json:"net,omitempty"` // nil: loopback only
+	Main    *Proc    `json:"main,omitempty"` // nil: a guest that only runs Commands
 	// Commands run one after another once Main has started.
 	Commands []Proc `json:"commands,omitempty"`
 }
@@ -25,4 +26,12 @@ type Proc struct {
 	// AfterNS is the virtual delay before starting: after Main started for
 	// the first command, after the previous command exited for the others.
 	AfterNS uint64 `json:"after_ns,omitempty"`
+}
+
+// Net is the guest's one network interface: a TUN device whose packets
+// cross only through the shared page, at barriers.
+type Net struct {
+	Dev  string `json:"dev"`  // interface name, e.g. "eth0"
+	Addr string `json:"addr"` // CIDR, e.g. "10.89.0.2/24"
+	MTU  int    `json:"mtu"`
 }

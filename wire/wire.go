@@ -25,7 +25,7 @@ const Size = 1 << 20
 const Magic = 0x4d48535f4d565444
 
 // Version changes whenever the layout does.
-const Version = 1
+const Version = 2
 
 // Offsets of the fixed header fields. Everything is little-endian.
 const (
@@ -34,15 +34,24 @@ const (
 	// Controller → guest, written only while the guest is held.
 	offEpoch = 0x10 // u64: the epoch the guest runs after this barrier
 	offSeed  = 0x18 // u64: the run seed, valid from the first barrier on
+	offRxLen = 0x20 // u32: bytes of frames in the RX region (the guest zeroes it once consumed)
 	// Guest → controller, written only while the guest runs.
 	offMonoNS = 0x40 // u64: guest CLOCK_MONOTONIC at the barrier
 	offState  = 0x48 // u32: State
-	offOutLen = 0x4c // u32: bytes of events in the out buffer
+	offOutLen = 0x4c // u32: bytes of events in the events region
+	offTxLen  = 0x50 // u32: bytes of frames in the TX region
+)
 
-	// OutOff and OutCap bound the guest → controller event buffer. The
-	// second half of the page is reserved for the controller → guest ring.
-	OutOff = 0x1000
-	OutCap = Size/2 - OutOff
+// A region is a length-prefixed run of records in the page, filled by one
+// side and emptied by the other.
+type region struct{ lenOff, off, cap int }
+
+// The regions: events and TX frames flow guest → controller, RX frames
+// controller → guest. Each record is a u32 length and that many bytes.
+var (
+	regEvents = region{offOutLen, 0x01000, 0x3f000}
+	regTX     = region{offTxLen, 0x40000, 0x60000}
+	regRX     = region{offRxLen, 0xa0000, 0x60000}
 )
 
 // State is what the agent reports at each barrier.
@@ -71,40 +80,125 @@ func (p *Page) u64(off int) uint64      { return binary.LittleEndian.Uint64(p.b[
 func (p *Page) put64(off int, v uint64) { binary.LittleEndian.PutUint64(p.b[off:], v) }
 func (p *Page) u32(off int) uint32      { return binary.LittleEndian.Uint32(p.b[off:]) }
 func (p *Page) put32(off int, v uint32) { binary.LittleEndian.PutUint32(p.b[off:], v) }
-func (p *Page) Init()                   { p.put64(offMagic, Magic); p.put32(offVersion, Version) }
-func (p *Page) Valid() bool             { return p.u64(offMagic) == Magic && p.u32(offVersion) == Version }
-func (p *Page) Epoch() uint64           { return p.u64(offEpoch) }
-func (p *Page) SetEpoch(e uint64)       { p.put64(offEpoch, e) }
-func (p *Page) Seed() uint64            { return p.u64(offSeed) }
-func (p *Page) SetSeed(s uint64)        { p.put64(offSeed, s) }
-func (p *Page) MonoNS() uint64          { return p.u64(offMonoNS) }
-func (p *Page) SetMonoNS(ns uint64)     { p.put64(offMonoNS, ns) }
-func (p *Page) State() State            { return State(p.u32(offState)) }
-func (p *Page) SetState(s State)        { p.put32(offState, uint32(s)) }
-func (p *Page) outLen() uint32          { return p.u32(offOutLen) }
-func (p *Page) setOutLen(n uint32)      { p.put32(offOutLen, n) }
-func (p *Page) outBuf() []byte          { return p.b[OutOff : OutOff+OutCap] }
 
-// AppendOut appends encoded events to the out buffer and reports how many
-// bytes fit; a caller keeps the rest for the next epoch. Guest side.
-func (p *Page) AppendOut(enc []byte) int {
-	n := p.outLen()
-	if n > OutCap {
-		n = OutCap // the controller scribbled: start clean rather than overflow
+// Init marks the page as initialised by the agent.
+func (p *Page) Init() { p.put64(offMagic, Magic); p.put32(offVersion, Version) }
+
+// Valid reports whether the agent initialised the page with this layout.
+func (p *Page) Valid() bool { return p.u64(offMagic) == Magic && p.u32(offVersion) == Version }
+
+// Epoch is the epoch the guest runs after the current barrier.
+func (p *Page) Epoch() uint64 { return p.u64(offEpoch) }
+
+// SetEpoch is called by the controller while the guest is held.
+func (p *Page) SetEpoch(e uint64) { p.put64(offEpoch, e) }
+
+// Seed is the run seed (valid after the first barrier).
+func (p *Page) Seed() uint64 { return p.u64(offSeed) }
+
+// SetSeed is called by the controller at the first barrier.
+func (p *Page) SetSeed(s uint64) { p.put64(offSeed, s) }
+
+// MonoNS is the guest's CLOCK_MONOTONIC at its last barrier.
+func (p *Page) MonoNS() uint64 { return p.u64(offMonoNS) }
+
+// SetMonoNS is called by the agent just before its barrier.
+func (p *Page) SetMonoNS(ns uint64) { p.put64(offMonoNS, ns) }
+
+// State is the agent's state at its last barrier.
+func (p *Page) State() State { return State(p.u32(offState)) }
+
+// SetState is called by the agent just before its barrier.
+func (p *Page) SetState(s State) { p.put32(offState, uint32(s)) }
+
+// fit returns how many leading bytes of enc are whole records that fit in
+// room bytes. A record that could never fit an empty region is counted as
+// fitting when it comes first, so that the caller drops it instead of
+// waiting forever; the decoder then rejects it.
+func fit(enc []byte, room, capacity int) int {
+	n := 0
+	for n+4 <= len(enc) {
+		l := 4 + int(binary.LittleEndian.Uint32(enc[n:]))
+		if l > len(enc)-n {
+			break
+		}
+		if n+l > room {
+			if n == 0 && l > capacity {
+				return l
+			}
+			break
+		}
+		n += l
 	}
-	k := copy(p.outBuf()[n:], enc)
-	p.setOutLen(n + uint32(k))
-	return k
+	return n
 }
 
-// TakeOut returns a copy of the out buffer and empties it. Controller side.
-func (p *Page) TakeOut() ([]byte, error) {
-	n := p.outLen()
-	if n > OutCap {
-		return nil, fmt.Errorf("wire: guest reports %d bytes of events, buffer holds %d", n, OutCap)
+// appendTo appends the whole records of enc that fit and returns how many
+// bytes of enc it consumed; the caller keeps the rest for the next epoch.
+func (p *Page) appendTo(r region, enc []byte) int {
+	used := int(p.u32(r.lenOff))
+	if used > r.cap {
+		used = r.cap // the other side scribbled: never write past the region
 	}
-	out := append([]byte(nil), p.outBuf()[:n]...)
-	p.setOutLen(0)
+	n := fit(enc, r.cap-used, r.cap)
+	if n > r.cap-used {
+		return n // oversized record: dropped
+	}
+	copy(p.b[r.off+used:], enc[:n])
+	p.put32(r.lenOff, uint32(used+n))
+	return n
+}
+
+// take returns a copy of the region's records and empties it.
+func (p *Page) take(r region) ([]byte, error) {
+	n := int(p.u32(r.lenOff))
+	if n > r.cap {
+		return nil, fmt.Errorf("wire: region at %#x claims %d bytes, holds %d", r.off, n, r.cap)
+	}
+	out := append([]byte(nil), p.b[r.off:r.off+n]...)
+	p.put32(r.lenOff, 0)
+	return out, nil
+}
+
+// AppendOut appends encoded events (guest side) and returns how many bytes
+// of enc were consumed: whole records only.
+func (p *Page) AppendOut(enc []byte) int { return p.appendTo(regEvents, enc) }
+
+// TakeOut returns the events and empties the region (controller side).
+func (p *Page) TakeOut() ([]byte, error) { return p.take(regEvents) }
+
+// AppendTX appends encoded frames the guest sent (guest side).
+func (p *Page) AppendTX(enc []byte) int { return p.appendTo(regTX, enc) }
+
+// TakeTX returns the frames the guest sent and empties the region.
+func (p *Page) TakeTX() ([]byte, error) { return p.take(regTX) }
+
+// AppendRX appends encoded frames for the guest (controller side).
+func (p *Page) AppendRX(enc []byte) int { return p.appendTo(regRX, enc) }
+
+// TakeRX returns the frames delivered to the guest and empties the region.
+func (p *Page) TakeRX() ([]byte, error) { return p.take(regRX) }
+
+// AppendFrame encodes one frame (a raw IP packet) onto b.
+func AppendFrame(b, frame []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(frame)))
+	return append(b, frame...)
+}
+
+// SplitFrames decodes encoded frames. The slices alias b.
+func SplitFrames(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return out, ErrShort
+		}
+		n := int(binary.LittleEndian.Uint32(b))
+		if n > len(b)-4 {
+			return out, fmt.Errorf("%w: frame of %d bytes with %d left", ErrShort, n, len(b)-4)
+		}
+		out = append(out, b[4:4+n])
+		b = b[4+n:]
+	}
 	return out, nil
 }
 

@@ -54,7 +54,7 @@ func FuzzDecodeEvents(f *testing.F) {
 	})
 }
 
-func TestPageOutBuffer(t *testing.T) {
+func TestPageRegions(t *testing.T) {
 	p, err := NewPage(make([]byte, Size))
 	if err != nil {
 		t.Fatal(err)
@@ -63,25 +63,80 @@ func TestPageOutBuffer(t *testing.T) {
 	if !p.Valid() {
 		t.Fatal("initialised page not valid")
 	}
-	big := bytes.Repeat([]byte{7}, OutCap-10)
-	if n := p.AppendOut(big); n != len(big) {
-		t.Fatalf("AppendOut = %d, want %d", n, len(big))
+	// Fill the events region with records of 1000 bytes: only whole records
+	// go in, the rest stays with the caller for the next epoch.
+	var enc []byte
+	for i := 0; i < regEvents.cap/1000+5; i++ {
+		enc = AppendEvent(enc, Event{Kind: KindStdout, Proc: "p", Data: bytes.Repeat([]byte{'x'}, 1000-recHeader-1)}) // name "p" is 1 byte
 	}
-	if n := p.AppendOut(make([]byte, 100)); n != 10 {
-		t.Fatalf("AppendOut past capacity = %d, want 10", n)
+	n := p.AppendOut(enc)
+	if n == 0 || n == len(enc) || n > regEvents.cap {
+		t.Fatalf("AppendOut consumed %d of %d bytes (region %d)", n, len(enc), regEvents.cap)
 	}
 	out, err := p.TakeOut()
-	if err != nil || len(out) != OutCap {
-		t.Fatalf("TakeOut = %d bytes, %v", len(out), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeEvents(out); err != nil {
+		t.Fatalf("a full region holds a cut record: %v", err)
+	}
+	if m := p.AppendOut(enc[n:]); m != len(enc)-n {
+		t.Fatalf("rest: consumed %d of %d", m, len(enc)-n)
+	}
+	if out, _ := p.TakeOut(); len(out) != len(enc)-n {
+		t.Fatalf("second take = %d bytes", len(out))
 	}
 	if out, _ := p.TakeOut(); len(out) != 0 {
 		t.Fatalf("TakeOut after take = %d bytes", len(out))
 	}
-	p.setOutLen(OutCap + 1) // a hostile guest
-	if _, err := p.TakeOut(); err == nil {
-		t.Fatal("TakeOut accepted a length beyond the buffer")
+
+	// Frames both ways are independent of events.
+	var tx []byte
+	tx = AppendFrame(tx, []byte("packet-1"))
+	tx = AppendFrame(tx, []byte("packet-2"))
+	in := AppendFrame(nil, []byte("in"))
+	if p.AppendTX(tx) != len(tx) || p.AppendRX(in) != len(in) {
+		t.Fatal("frames not accepted")
+	}
+	got, err := p.TakeTX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, err := SplitFrames(got)
+	if err != nil || len(frames) != 2 || string(frames[1]) != "packet-2" {
+		t.Fatalf("TX frames %q, %v", frames, err)
+	}
+	rx, _ := p.TakeRX()
+	if frames, _ := SplitFrames(rx); len(frames) != 1 || string(frames[0]) != "in" {
+		t.Fatalf("RX frames %q", frames)
+	}
+
+	// An oversized record is consumed (dropped), not retried forever.
+	huge := AppendFrame(nil, make([]byte, regRX.cap))
+	if m := p.AppendRX(huge); m != len(huge) {
+		t.Fatalf("oversized frame: consumed %d of %d", m, len(huge))
+	}
+	if rx, _ := p.TakeRX(); len(rx) != 0 {
+		t.Fatalf("oversized frame was written: %d bytes", len(rx))
+	}
+
+	p.put32(regTX.lenOff, uint32(regTX.cap+1)) // a hostile guest
+	if _, err := p.TakeTX(); err == nil {
+		t.Fatal("TakeTX accepted a length beyond the region")
 	}
 	if _, err := NewPage(make([]byte, 10)); err == nil {
 		t.Fatal("NewPage accepted a short region")
+	}
+}
+
+func TestRegionsDisjoint(t *testing.T) {
+	rs := []region{{0, 0, 0x1000}, regEvents, regTX, regRX}
+	for i := 1; i < len(rs); i++ {
+		if rs[i].off < rs[i-1].off+rs[i-1].cap {
+			t.Fatalf("region %d overlaps the previous one", i)
+		}
+	}
+	if last := rs[len(rs)-1]; last.off+last.cap > Size {
+		t.Fatal("last region beyond the page")
 	}
 }

@@ -25,12 +25,14 @@ func isCobraUsage(err error) bool {
 
 func runCmd() *cobra.Command {
 	var seedFlag, out string
-	var asJSON bool
+	var asJSON, noBarrier bool
+	var repeat int
 	c := &cobra.Command{
 		Use:   "run SCENARIO",
 		Short: "Boot the scenario's nodes, run it to its end, print verdicts and the trace hash",
 		Example: `  detvm run examples/hello/scenario.yaml --seed 7
-  detvm run examples/etcd-single/scenario.yaml --json --out /tmp/run1`,
+  detvm run examples/etcd-single/scenario.yaml --json --out /tmp/run1
+  detvm run examples/redis/scenario.yaml --repeat 3`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenario.Load(args[0])
@@ -55,9 +57,19 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if repeat < 1 {
+				return usagef("--repeat %d: must be at least 1", repeat)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := cluster.Run(ctx, s, tools, cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr})
+			opt := cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr, NoBarrier: noBarrier}
+			if noBarrier {
+				fmt.Fprintln(os.Stderr, "detvm: --no-barrier: guests run free; this run is NOT deterministic (debug only)")
+			}
+			if repeat > 1 {
+				return runRepeat(ctx, s, tools, opt, repeat, asJSON)
+			}
+			res, err := cluster.Run(ctx, s, tools, opt)
 			if err != nil {
 				return err
 			}
@@ -79,6 +91,8 @@ func runCmd() *cobra.Command {
 	c.Flags().StringVar(&seedFlag, "seed", "", "run seed (default: the scenario's seed)")
 	c.Flags().StringVar(&out, "out", "", "run directory (default runs/NAME-seedN-TIME)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout")
+	c.Flags().IntVar(&repeat, "repeat", 1, "run N times (in DIR/1..N) and report whether all traces are identical (exit 3 if not)")
+	c.Flags().BoolVar(&noBarrier, "no-barrier", false, "debug: let guests run free of the barriers (shows the determinism check failing)")
 	return c
 }
 
@@ -112,4 +126,67 @@ func versionCmd() *cobra.Command {
 			fmt.Println("detvm " + version())
 		},
 	}
+}
+
+// runRepeat runs s n times and compares every trace with the first.
+func runRepeat(ctx context.Context, s *scenario.Scenario, tools cluster.Tools, opt cluster.Options, n int, asJSON bool) error {
+	type runOut struct {
+		Run       int    `json:"run"`
+		TraceHash string `json:"trace_hash"`
+		RunDir    string `json:"run_dir"`
+		WallMS    int64  `json:"wall_ms"`
+		Same      bool   `json:"identical_to_run_1"`
+		Epoch     uint64 `json:"diverged_epoch,omitempty"`
+		Guest     string `json:"diverged_guest,omitempty"`
+		Detail    string `json:"diverged_detail,omitempty"`
+	}
+	var runs []runOut
+	base := opt.RunDir
+	same := 0
+	for i := 1; i <= n; i++ {
+		opt.RunDir = filepath.Join(base, strconv.Itoa(i))
+		fmt.Fprintf(os.Stderr, "detvm: run %d/%d\n", i, n)
+		res, err := cluster.Run(ctx, s, tools, opt)
+		if err != nil {
+			return err
+		}
+		r := runOut{Run: i, TraceHash: res.TraceHash, RunDir: res.RunDir, WallMS: res.WallMS, Same: true}
+		if i > 1 {
+			d, detail, ok, err := cluster.CompareRuns(runs[0].RunDir, res.RunDir)
+			if err != nil {
+				return err
+			}
+			r.Same = ok
+			if !ok {
+				r.Epoch, r.Guest, r.Detail = d.Epoch, d.Guest, d.What
+				if detail != "" {
+					r.Detail += "; " + detail
+				}
+			}
+		}
+		if r.Same {
+			same++
+		}
+		runs = append(runs, r)
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"runs": runs, "identical": same, "of": n}); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range runs {
+			if r.Same {
+				fmt.Printf("run %-3d %s  identical   %s\n", r.Run, r.TraceHash[:16], r.RunDir)
+			} else {
+				fmt.Printf("run %-3d %s  DIVERGED at epoch %d: %s\n", r.Run, r.TraceHash[:16], r.Epoch, r.Detail)
+			}
+		}
+		fmt.Printf("%d/%d runs identical to run 1\n", same, n)
+	}
+	if same != n {
+		return exitError{exitDiverged}
+	}
+	return nil
 }

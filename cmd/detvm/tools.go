@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/detvm/detvm/cluster"
-	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/vmm"
 )
@@ -46,7 +45,7 @@ func doctorCmd() *cobra.Command {
 			check("agent", staticELF(tools.Agent), tools.Agent+" (static)")
 			so, err := vmm.BuildPlugin(filepath.Join(tools.CacheDir, "plugin"))
 			check("plugin", err, so)
-			k, err := images.LoadKernel(filepath.Join(tools.CacheDir, "kernel"))
+			k, err := tools.Kernel()
 			if err == nil {
 				check("kernel", nil, k.Version+" "+k.Vmlinux)
 			} else {
@@ -91,13 +90,17 @@ func imageCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for i := range s.Nodes {
-				path, sum, err := cluster.BuildImage(s, &s.Nodes[i], tools)
+			kern, err := tools.Kernel()
+			if err != nil {
+				return err
+			}
+			for _, g := range s.Guests() {
+				path, sum, err := cluster.BuildImage(s, g, kern, tools)
 				if err != nil {
 					return err
 				}
 				st, _ := os.Stat(path)
-				fmt.Printf("%s  sha256:%s  %d bytes  %s\n", s.Nodes[i].Name, sum, st.Size(), path)
+				fmt.Printf("%s  sha256:%s  %d bytes  %s\n", g.Name, sum, st.Size(), path)
 			}
 			return nil
 		},

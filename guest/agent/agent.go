@@ -48,9 +48,12 @@ type agent struct {
 	cfg  wire.Config
 	page *wire.Page
 
-	mu      sync.Mutex
-	pending []byte // encoded events not yet in the shared page
-	waiting int    // processes the run waits for that have not exited
+	tun *os.File // nil without a network
+
+	mu        sync.Mutex
+	pending   []byte // encoded events not yet in the shared page
+	pendingTX []byte // encoded frames read from the TUN, not yet in the page
+	waiting   int    // processes the run waits for that have not exited
 }
 
 func (a *agent) run() error {
@@ -75,6 +78,17 @@ func (a *agent) run() error {
 			return err
 		}
 	}
+	// Counted before the first barrier, so no barrier can report "done"
+	// before the processes have even started.
+	if a.cfg.Main != nil && !a.cfg.Main.Daemon {
+		a.waiting++
+	}
+	a.waiting += len(a.cfg.Commands)
+	if a.cfg.Net != nil {
+		if a.tun, err = setupNet(a.cfg.Net); err != nil {
+			return err
+		}
+	}
 	page, err := mapShared()
 	if err != nil {
 		return err
@@ -91,7 +105,10 @@ func (a *agent) run() error {
 	if err := seedRNG(a.page.Seed()); err != nil {
 		return err
 	}
-	a.logf("seeded kernel rng; starting %s", a.cfg.Main.Name)
+	a.logf("seeded kernel rng")
+	if a.tun != nil {
+		go a.readTUN()
+	}
 	a.supervise()
 	return nil
 }
@@ -112,8 +129,8 @@ func (a *agent) epochLoop(ready chan<- struct{}) {
 		now := monoNS()
 		a.page.SetMonoNS(now)
 		a.mu.Lock()
-		n := a.page.AppendOut(a.pending)
-		a.pending = a.pending[n:]
+		a.pending = a.pending[a.page.AppendOut(a.pending):]
+		a.pendingTX = a.pendingTX[a.page.AppendTX(a.pendingTX):]
 		state := wire.StateRunning
 		if a.waiting == 0 && ready == nil {
 			state = wire.StateDone
@@ -121,6 +138,7 @@ func (a *agent) epochLoop(ready chan<- struct{}) {
 		a.mu.Unlock()
 		a.page.SetState(state)
 		barrier()
+		a.deliverRX()
 		if ready != nil {
 			// Epoch 0 is "agent ready"; later boundaries are counted from it.
 			base = (now/epochNS + 1) * epochNS

@@ -44,15 +44,10 @@ func (a *agent) supervise() {
 		return pid, done
 	}
 
-	a.mu.Lock()
-	if !a.cfg.Main.Daemon {
-		a.waiting++
+	if a.cfg.Main != nil {
+		_, mainDone := start(*a.cfg.Main)
+		go a.finished(*a.cfg.Main, mainDone)
 	}
-	a.waiting += len(a.cfg.Commands)
-	a.mu.Unlock()
-
-	_, mainDone := start(a.cfg.Main)
-	go a.finished(a.cfg.Main, mainDone)
 	go func() {
 		for _, c := range a.cfg.Commands {
 			time.Sleep(time.Duration(c.AfterNS))

@@ -1,0 +1,373 @@
+package scheduler
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// TestSwitch runs the scripts in testdata/. Commands:
+//
+//	switch nodes=10.0.0.2,10.0.0.3          new switch; node i owns the i-th address
+//	send epoch=E src=S dst=ADDR [len=N] [id=X]  one packet built by testPacket
+//	send epoch=E src=S [raw=HEX]            one packet given as bytes
+//	send epoch=E src=S                      several packets in one Send, one per
+//	  dst=ADDR [len=N] [id=X] | raw=HEX     input line, in sending order
+//	rules                                   replace the fault table, one rule per
+//	  [src=S] [dst=D] [from=F] [until=U] [drop] [delay=N]   input line (empty: clear)
+//	deliver epoch=E                         one line per frame delivered
+//	stats
+//	pending
+//
+// Run with -rewrite to regenerate the expected output.
+func TestSwitch(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var s *Switch
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			if s == nil && d.Cmd != "switch" {
+				d.Fatalf(t, "%s before switch", d.Cmd)
+			}
+			switch d.Cmd {
+			case "switch":
+				var addrs []netip.Addr
+				for _, arg := range d.CmdArgs {
+					if arg.Key != "nodes" {
+						d.Fatalf(t, "unknown argument %s", arg.Key)
+					}
+					for _, v := range arg.Vals {
+						for _, a := range strings.Split(v, ",") {
+							addrs = append(addrs, netip.MustParseAddr(strings.TrimSpace(a)))
+						}
+					}
+				}
+				s = NewSwitch(addrs)
+				var b strings.Builder
+				for i, a := range s.Addrs() {
+					fmt.Fprintf(&b, "node %d %v\n", i, a)
+				}
+				return b.String()
+
+			case "send":
+				var epoch uint64
+				var src int
+				d.ScanArgs(t, "epoch", &epoch)
+				d.ScanArgs(t, "src", &src)
+				var packets [][]byte
+				if strings.TrimSpace(d.Input) == "" {
+					packets = append(packets, parsePacket(t, d, s, src, d.CmdArgs, "epoch", "src"))
+				} else {
+					for _, line := range strings.Split(d.Input, "\n") {
+						_, args, err := datadriven.ParseLine("packet " + line)
+						if err != nil {
+							d.Fatalf(t, "%v", err)
+						}
+						packets = append(packets, parsePacket(t, d, s, src, args))
+					}
+				}
+				before, pendingBefore := s.Stats(), s.Pending()
+				s.Send(epoch, src, packets)
+				return statsDelta(before, s.Stats(), s.Pending()-pendingBefore)
+
+			case "rules":
+				var rules []Rule
+				for _, line := range strings.Split(d.Input, "\n") {
+					if strings.TrimSpace(line) == "" {
+						continue
+					}
+					_, args, err := datadriven.ParseLine("rule " + line)
+					if err != nil {
+						d.Fatalf(t, "%v", err)
+					}
+					rules = append(rules, parseRule(t, d, args))
+				}
+				s.SetRules(rules)
+				if len(rules) == 0 {
+					return "(no rules)"
+				}
+				var b strings.Builder
+				for i, r := range s.Rules() {
+					fmt.Fprintf(&b, "%d: %v\n", i, r)
+				}
+				return b.String()
+
+			case "deliver":
+				var epoch uint64
+				d.ScanArgs(t, "epoch", &epoch)
+				frames := s.Deliver(epoch)
+				if len(frames) == 0 {
+					return "(none)"
+				}
+				var b strings.Builder
+				for _, f := range frames {
+					b.WriteString(formatFrame(f))
+					b.WriteByte('\n')
+				}
+				return b.String()
+
+			case "stats":
+				st := s.Stats()
+				return fmt.Sprintf("sent=%d delivered=%d pending=%d dropped-noroute=%d dropped-malformed=%d dropped-rule=%d",
+					st.Sent, st.Delivered, s.Pending(), st.DroppedNoRoute, st.DroppedMalformed, st.DroppedByRule)
+
+			case "pending":
+				return strconv.Itoa(s.Pending())
+
+			default:
+				d.Fatalf(t, "unknown command %s", d.Cmd)
+				return ""
+			}
+		})
+	})
+}
+
+// parsePacket builds one packet from dst/len/id or raw arguments, ignoring
+// the keys in skip (the send command's own arguments).
+func parsePacket(t *testing.T, d *datadriven.TestData, s *Switch, src int, args []datadriven.CmdArg, skip ...string) []byte {
+	t.Helper()
+	var (
+		dst    netip.Addr
+		length = -1
+		id     string
+		raw    []byte
+		isRaw  bool
+	)
+	for _, arg := range args {
+		v := arg.SingleVal(t)
+		var err error
+		switch arg.Key {
+		case "dst":
+			dst, err = netip.ParseAddr(v)
+		case "len":
+			length, err = strconv.Atoi(v)
+		case "id":
+			id = v
+		case "raw":
+			isRaw = true
+			raw, err = hex.DecodeString(v)
+		default:
+			if !contains(skip, arg.Key) {
+				d.Fatalf(t, "unknown packet argument %s", arg.Key)
+			}
+		}
+		if err != nil {
+			d.Fatalf(t, "%s: %v", arg.Key, err)
+		}
+	}
+	if isRaw {
+		return raw
+	}
+	if !dst.IsValid() {
+		d.Fatalf(t, "packet needs dst= or raw=")
+	}
+	if src < 0 || src >= len(s.addrs) {
+		d.Fatalf(t, "no node %d", src)
+	}
+	p, err := testPacket(s.addrs[src], dst, length, id)
+	if err != nil {
+		d.Fatalf(t, "%v", err)
+	}
+	return p
+}
+
+func parseRule(t *testing.T, d *datadriven.TestData, args []datadriven.CmdArg) Rule {
+	t.Helper()
+	r := Rule{Src: -1, Dst: -1}
+	for _, arg := range args {
+		if arg.Key == "drop" {
+			if len(arg.Vals) != 0 {
+				d.Fatalf(t, "drop takes no value")
+			}
+			r.Drop = true
+			continue
+		}
+		var err error
+		v := arg.SingleVal(t)
+		switch arg.Key {
+		case "src":
+			r.Src, err = strconv.Atoi(v)
+		case "dst":
+			r.Dst, err = strconv.Atoi(v)
+		case "from":
+			r.FromEpoch, err = strconv.ParseUint(v, 10, 64)
+		case "until":
+			r.UntilEpoch, err = strconv.ParseUint(v, 10, 64)
+		case "delay":
+			r.DelayEpochs, err = strconv.ParseUint(v, 10, 64)
+		default:
+			d.Fatalf(t, "unknown rule argument %s", arg.Key)
+		}
+		if err != nil {
+			d.Fatalf(t, "%s: %v", arg.Key, err)
+		}
+	}
+	return r
+}
+
+func statsDelta(before, after Stats, queued int) string {
+	parts := []string{fmt.Sprintf("queued=%d", queued)}
+	for _, c := range []struct {
+		name string
+		n    uint64
+	}{
+		{"dropped-noroute", after.DroppedNoRoute - before.DroppedNoRoute},
+		{"dropped-malformed", after.DroppedMalformed - before.DroppedMalformed},
+		{"dropped-rule", after.DroppedByRule - before.DroppedByRule},
+	} {
+		if c.n != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", c.name, c.n))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func formatFrame(f Frame) string {
+	s := fmt.Sprintf("src=%d dst=%d seq=%d sent=%d deliver=%d", f.Src, f.Dst, f.Seq, f.SentEpoch, f.DeliverEpoch)
+	if id, ok := packetID(f.Data); ok {
+		s += " id=" + id
+	}
+	return s + fmt.Sprintf(" len=%d", len(f.Data))
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// testProto is the IP protocol number RFC 3692 reserves for experiments, so
+// tcpdump shows test packets as opaque rather than misparsing a payload.
+const testProto = 253
+
+// testPacket builds a minimal valid IPv4 packet of total length length (-1:
+// just large enough). The payload is a length-prefixed id followed by the id
+// repeated, so packetID can recover it and packets with different ids differ
+// throughout.
+func testPacket(src, dst netip.Addr, length int, id string) ([]byte, error) {
+	if len(id) > 255 {
+		return nil, fmt.Errorf("id %q longer than 255 bytes", id)
+	}
+	minLen := ipv4HeaderLen + 1 + len(id)
+	if length < 0 {
+		length = minLen
+	}
+	if length < minLen || length > 0xffff {
+		return nil, fmt.Errorf("len=%d: want %d..65535 for id %q", length, minLen, id)
+	}
+	if !src.Is4() || !dst.Is4() {
+		return nil, fmt.Errorf("addresses %v -> %v must be IPv4", src, dst)
+	}
+	p := make([]byte, length)
+	p[0] = 0x45 // version 4, IHL 5 words
+	binary.BigEndian.PutUint16(p[2:4], uint16(length))
+	p[8] = 64 // TTL
+	p[9] = testProto
+	s4, d4 := src.As4(), dst.As4()
+	copy(p[12:16], s4[:])
+	copy(p[16:20], d4[:])
+	binary.BigEndian.PutUint16(p[10:12], ipChecksum(p[:ipv4HeaderLen]))
+	p[ipv4HeaderLen] = byte(len(id))
+	if len(id) > 0 {
+		for i := ipv4HeaderLen + 1; i < length; i += len(id) {
+			copy(p[i:], id)
+		}
+	}
+	return p, nil
+}
+
+// packetID recovers the id testPacket embedded, if the packet is one of its.
+func packetID(p []byte) (string, bool) {
+	if len(p) <= ipv4HeaderLen || p[9] != testProto {
+		return "", false
+	}
+	n := int(p[ipv4HeaderLen])
+	if n == 0 || ipv4HeaderLen+1+n > len(p) {
+		return "", false
+	}
+	return string(p[ipv4HeaderLen+1 : ipv4HeaderLen+1+n]), true
+}
+
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+func TestSendCopiesData(t *testing.T) {
+	s := NewSwitch([]netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")})
+	p, err := testPacket(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 40, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Send(0, 0, [][]byte{p})
+	for i := range p {
+		p[i] = 0
+	}
+	fs := s.Deliver(1)
+	if len(fs) != 1 {
+		t.Fatalf("delivered %d frames, want 1", len(fs))
+	}
+	if id, ok := packetID(fs[0].Data); !ok || id != "x" {
+		t.Fatalf("frame data changed with the caller's buffer: id=%q ok=%v", id, ok)
+	}
+}
+
+func TestNewSwitchRejectsBadConfig(t *testing.T) {
+	for _, addrs := range [][]string{
+		{"10.0.0.1", "10.0.0.1"},
+		{"10.0.0.1", "::ffff:10.0.0.1"},
+		{"fe80::1"},
+	} {
+		t.Run(strings.Join(addrs, "_"), func(t *testing.T) {
+			var as []netip.Addr
+			for _, a := range addrs {
+				as = append(as, netip.MustParseAddr(a))
+			}
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewSwitch(%v) did not panic", addrs)
+				}
+			}()
+			NewSwitch(as)
+		})
+	}
+}
+
+func TestClock(t *testing.T) {
+	c := Clock{EpochNS: 1_000_000}
+	for _, tc := range []struct {
+		epoch uint64
+		start int64
+	}{{0, 0}, {1, 1_000_000}, {278, 278_000_000}} {
+		if got := c.Start(tc.epoch); int64(got) != tc.start {
+			t.Errorf("Start(%d) = %d, want %d", tc.epoch, got, tc.start)
+		}
+		if got := c.EpochAt(c.Start(tc.epoch)); got != tc.epoch {
+			t.Errorf("EpochAt(Start(%d)) = %d", tc.epoch, got)
+		}
+		if tc.epoch > 0 {
+			if got := c.EpochAt(c.Start(tc.epoch) - 1); got != tc.epoch-1 {
+				t.Errorf("EpochAt(Start(%d)-1) = %d, want %d", tc.epoch, got, tc.epoch-1)
+			}
+		}
+	}
+	if got := c.EpochAt(-5); got != 0 {
+		t.Errorf("EpochAt(-5) = %d, want 0", got)
+	}
+	if got := c.Start(1 << 62); int64(got) != 1<<63-1 {
+		t.Errorf("Start overflow = %d, want saturation", got)
+	}
+}
