@@ -158,11 +158,20 @@ type Result struct {
 	ReadyNS    uint64            `json:"ready_virtual_ns"`
 	Ended      string            `json:"ended"` // "all-exited" or "duration"
 	Network    scheduler.Stats   `json:"network"`
+	Perf       Perf              `json:"perf"`
 	DroppedRX  uint64            `json:"network_dropped_rx"` // frames that did not fit a receive region
 	ExitCodes  map[string]int    `json:"exit_codes"`
 	Verdicts   []Verdict         `json:"verdicts"`
 	Images     map[string]string `json:"images"` // node → initramfs sha256
 	Kernel     string            `json:"kernel"` // vmlinux sha256
+}
+
+// Perf is wall-clock accounting of the epoch loop after boot, for
+// benchmarks. It is measured, never used: nothing in a run depends on it.
+type Perf struct {
+	EpochWallUS    float64 `json:"epoch_wall_us_mean"` // wall time per epoch
+	HeldUS         float64 `json:"held_us_mean"`       // per epoch, last guest's arrival to release: the controller's share
+	VirtualPerWall float64 `json:"virtual_per_wall"`   // virtual seconds per wall second, after boot
 }
 
 // Failed reports whether any property failed.
@@ -313,6 +322,8 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 	epochNS := uint64(s.Epoch)
 	maxEpochs := uint64(s.Duration) / epochNS
 	lastProgress := time.Now()
+	var loopStart time.Time
+	var held time.Duration
 	for epoch := uint64(0); ; epoch++ {
 		timeout := opt.EpochTimeout
 		if epoch == 0 {
@@ -348,6 +359,7 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			seen[i] = g
 			allDone = allDone && done
 		}
+		allHeld := time.Now()
 		// Frames sent during this epoch reach their destinations at the
 		// start of the next one, while every guest is still held.
 		due := sw.Deliver(epoch + 1)
@@ -404,6 +416,19 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			if err := n.m.Release(); err != nil {
 				return nil, Infra("%v", err)
 			}
+		}
+		if epoch == 0 {
+			loopStart = time.Now()
+		} else {
+			held += time.Since(allHeld)
+		}
+	}
+	if ep := res.Epochs - 1; ep > 0 {
+		wall := time.Since(loopStart)
+		res.Perf = Perf{
+			EpochWallUS:    float64(wall.Microseconds()) / float64(ep),
+			HeldUS:         float64(held.Microseconds()) / float64(ep),
+			VirtualPerWall: float64(ep*epochNS) / float64(wall.Nanoseconds()),
 		}
 	}
 	res.TraceHash = chain.Sum()
