@@ -11,8 +11,8 @@ type Config struct {
 	EpochNS uint64   `json:"epoch_ns"`
 	Modules []string `json:"modules,omitempty"` // guest paths of .ko files, loaded in order
 	Env     []string `json:"env,omitempty"`     // KEY=VALUE for every process, before its own
-	Net     *Net     `json:"net,omitempty"` // nil: loopback only
-	Main    *Proc    `json:"main,omitempty"` // nil: a guest that only runs Commands
+	Net     *Net     `json:"net,omitempty"`     // nil: loopback only
+	Main    *Proc    `json:"main,omitempty"`    // nil: a guest that only runs Commands
 	// Commands run one after another once Main has started.
 	Commands []Proc `json:"commands,omitempty"`
 }
