@@ -212,6 +212,9 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			fmt.Fprintf(opt.Log, "detvm: "+format+"\n", args...)
 		}
 	}
+	if err := s.Complete(); err != nil {
+		return nil, err
+	}
 	kern, err := tools.Kernel()
 	if err != nil {
 		return nil, err

@@ -256,11 +256,39 @@ func (p *parser) address(s *Scenario) {
 		}
 		return
 	}
-	a := s.Subnet.Addr().Next() // .1 is the gateway's
-	for _, g := range guests {
+	assignAddrs(s)
+}
+
+// assignAddrs gives the guests consecutive addresses from the subnet's .2
+// on (.1 is the gateway's), in the order of Guests.
+func assignAddrs(s *Scenario) {
+	a := s.Subnet.Addr().Next()
+	for _, g := range s.Guests() {
 		a = a.Next()
 		g.Addr = a
 	}
+}
+
+// Complete fills in what Parse would for a Scenario built in code (tests,
+// benchmarks): the default subnet, epoch and memory where they are zero,
+// and the guests' addresses. On a parsed Scenario it changes nothing.
+func (s *Scenario) Complete() error {
+	if !s.Subnet.IsValid() {
+		s.Subnet = netip.MustParsePrefix(DefaultSubnet)
+	}
+	if s.Epoch == 0 {
+		s.Epoch = DefaultEpoch
+	}
+	for _, g := range s.Guests() {
+		if g.Memory == 0 {
+			g.Memory = DefaultMemory
+		}
+	}
+	if n := len(s.Guests()); n > capacity(s.Subnet) {
+		return fmt.Errorf("scenario %s: %d guests do not fit in subnet %s", s.Name, n, s.Subnet)
+	}
+	assignAddrs(s)
+	return nil
 }
 
 // Guests returns the nodes in the order of Nodes followed by the sidecar,

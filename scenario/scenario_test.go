@@ -592,3 +592,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestComplete: a Scenario built in code gets what Parse would give it,
+// and a parsed one is left as it was.
+func TestComplete(t *testing.T) {
+	s := &Scenario{Name: "x", Duration: time.Second, Nodes: []Node{{Name: "a", Binary: "/bin/true"}, {Name: "b", Binary: "/bin/true"}},
+		Sidecar: &Node{Name: "sidecar", Sidecar: true}}
+	if err := s.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Subnet.String() != DefaultSubnet || s.Epoch != DefaultEpoch || s.Nodes[1].Memory != DefaultMemory {
+		t.Fatalf("defaults not filled: %+v", s)
+	}
+	if got := []string{s.Nodes[0].Addr.String(), s.Nodes[1].Addr.String(), s.Sidecar.Addr.String()}; strings.Join(got, " ") != "10.89.0.2 10.89.0.3 10.89.0.4" {
+		t.Fatalf("addresses %v", got)
+	}
+	p, err := Parse([]byte("duration: 1s\nnetwork: {subnet: 10.1.0.0/28}\nnodes:\n  - {name: n, count: 2, binary: /bin/true}\n"), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fmt.Sprintf("%+v", *p)
+	if err := p.Complete(); err != nil || fmt.Sprintf("%+v", *p) != before {
+		t.Fatalf("Complete changed a parsed scenario (%v):\n%s\n%s", err, before, fmt.Sprintf("%+v", *p))
+	}
+	big := &Scenario{Subnet: netip.MustParsePrefix("10.1.0.0/29"), Nodes: make([]Node, 6)}
+	if err := big.Complete(); err == nil {
+		t.Fatal("6 guests accepted in a /29 (room for 5)")
+	}
+}

@@ -72,6 +72,14 @@ if [ -n "$missing" ] || [ "$need_update" = 1 ]; then
 fi
 if [ -n "$missing" ]; then
 	log "installing:$missing"
+	# etcd-server and redis-server would start host daemons on install;
+	# detvm runs them only inside guests. policy-rc.d 101 = "don't start".
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		rm_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get install -y -qq --no-install-recommends -t bookworm-backports $PKGS_BP >/dev/null
 	apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
 fi
@@ -90,7 +98,7 @@ if ! ls "$KDIR"/*/root/boot/vmlinuz-* >/dev/null 2>&1; then
 	ver=${pkg#linux-image-}
 	log "fetching guest kernel $pkg"
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
+	trap 'rm -rf "$tmp"; [ -n "${rm_policy:-}" ] && rm -f /usr/sbin/policy-rc.d; true' EXIT
 	chmod 755 "$tmp" # apt's _apt user downloads into it
 	(cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null) || die "apt-get download $pkg failed"
 	mkdir -p "$KDIR/$ver.tmp"

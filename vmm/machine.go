@@ -3,6 +3,7 @@ package vmm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -202,3 +203,39 @@ func (m *Machine) Kill() {
 
 // Stderr returns what QEMU wrote to stderr so far.
 func (m *Machine) Stderr() string { return m.stderr.String() }
+
+// PauseHeld stops the vCPU of a guest held at a barrier. QMP "stop" cannot
+// complete while the vCPU thread is blocked in the barrier callback, so
+// the order is: send stop, release the barrier, wait for stop's reply
+// (DESIGN.md, measured). The guest is paused right after the barrier
+// instruction, having executed at most the instructions QEMU runs before
+// it notices the stop request; callers that need an exact point must not
+// let the guest observe time between (snapshots resume it with "cont").
+func (m *Machine) PauseHeld(ctx context.Context) error {
+	wait, err := m.qmp.Send("stop", nil)
+	if err != nil {
+		return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+	}
+	if err := m.Release(); err != nil {
+		return err
+	}
+	if _, err := wait(ctx); err != nil {
+		return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+	}
+	return nil
+}
+
+// Status is QMP query-status's "status" (running, paused, …).
+func (m *Machine) Status(ctx context.Context) (string, error) {
+	raw, err := m.qmp.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}

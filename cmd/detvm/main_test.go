@@ -139,3 +139,18 @@ func qemuRunning(dir string) string {
 	o, _ := exec.Command("pgrep", "-f", "qemu-system.*"+dir).Output()
 	return strings.TrimSpace(string(o))
 }
+
+// TestRepeat: --repeat runs the scenario N times and reports agreement.
+func TestRepeat(t *testing.T) {
+	tools := testenv.Tools(t)
+	out := filepath.Join(t.TempDir(), "rep")
+	stdout, stderr, code := detvm(t, []string{"DETVM_AGENT=" + tools.Agent}, "run", testenv.Example(t, "hello"), "--repeat", "2", "--out", out)
+	if code != 0 || !strings.Contains(stdout, "2/2 runs identical to run 1") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, run := range []string{"1", "2"} {
+		if _, err := os.Stat(filepath.Join(out, run, "trace.log")); err != nil {
+			t.Errorf("run %s left no trace.log: %v", run, err)
+		}
+	}
+}

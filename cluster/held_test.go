@@ -1,0 +1,93 @@
+package cluster_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/internal/testenv"
+	"github.com/detvm/detvm/scenario"
+	"github.com/detvm/detvm/vmm"
+)
+
+// TestQMPWhileHeld: the monitor answers while the vCPU is held in a
+// barrier, and stop follows the send → release → wait order: sent while
+// held it cannot complete until the barrier is released.
+func TestQMPWhileHeld(t *testing.T) {
+	tools := testenv.Tools(t)
+	s, err := scenario.Load(testenv.Example(t, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kern, err := tools.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, _, err := cluster.BuildImage(s, &s.Nodes[0], kern, tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := vmm.BuildPlugin(filepath.Join(tools.CacheDir, "plugin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := vmm.Start(ctx, vmm.Config{Name: "node-1", QEMU: tools.QEMU, BIOS: tools.BIOS, Kernel: kern.Vmlinux,
+		Initrd: initrd, MemoryMiB: 256, Plugin: plugin, Shared: filepath.Join(dir, "shared"), Console: filepath.Join(dir, "console.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	if err := m.WaitBarrier(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Held: QMP lives in QEMU's main loop and still answers.
+	if st, err := m.Status(ctx); err != nil || st != "running" {
+		t.Fatalf("query-status while held = %q, %v", st, err)
+	}
+	wait, err := m.QMP().Send("stop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	_, err = wait(short)
+	cancelShort()
+	if err == nil {
+		t.Fatal("stop completed while the vCPU was held: the send → release → wait order would be unnecessary")
+	}
+	// The stop above is still pending; releasing lets it complete.
+	if err := m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := m.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st == "paused" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %q after release, want paused", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := m.QMP().Execute(ctx, "cont", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitBarrier(time.Minute); err != nil {
+		t.Fatalf("guest did not reach its next barrier after cont: %v", err)
+	}
+	// And the helper that does it in one call.
+	if err := m.PauseHeld(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := m.Status(ctx); st != "paused" {
+		t.Fatalf("after PauseHeld: %q", st)
+	}
+}
