@@ -3,6 +3,7 @@ package images
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -327,7 +328,7 @@ func compareVersions(a, b string) int {
 		if xd {
 			xs = strings.TrimLeft(xs, "0")
 			ys = strings.TrimLeft(ys, "0")
-			c = cmpInt(len(xs), len(ys))
+			c = cmp.Compare(len(xs), len(ys))
 			if c == 0 {
 				c = strings.Compare(xs, ys)
 			}
@@ -339,20 +340,10 @@ func compareVersions(a, b string) int {
 		}
 		x, y = xr, yr
 	}
-	if c := cmpInt(len(x), len(y)); c != 0 {
+	if c := cmp.Compare(len(x), len(y)); c != 0 {
 		return c
 	}
 	return strings.Compare(a, b)
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

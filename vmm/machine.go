@@ -27,7 +27,7 @@ type Machine struct {
 	page    *wire.Page
 	exited  chan struct{}
 	waitErr error
-	stderr  bytes.Buffer
+	stderr  bytes.Buffer // written by exec until Wait returns; read only after exited
 }
 
 // ErrExited reports that QEMU is gone.
@@ -200,9 +200,6 @@ func (m *Machine) Kill() {
 		m.shared, m.page = nil, nil
 	}
 }
-
-// Stderr returns what QEMU wrote to stderr so far.
-func (m *Machine) Stderr() string { return m.stderr.String() }
 
 // PauseHeld stops the vCPU of a guest held at a barrier. QMP "stop" cannot
 // complete while the vCPU thread is blocked in the barrier callback, so
