@@ -324,6 +324,12 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 
 	epochNS := uint64(s.Epoch)
 	maxEpochs := uint64(s.Duration) / epochNS
+	// A run whose guests only run daemons waits for nothing: it lasts its
+	// duration, rather than being "all exited" at once.
+	waitsFor := false
+	for _, g := range guests {
+		waitsFor = waitsFor || (g.Binary != "" && !g.Daemon) || len(g.Commands) > 0
+	}
 	lastProgress := time.Now()
 	var loopStart time.Time
 	var held time.Duration
@@ -393,7 +399,7 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		res.Epochs = epoch + 1
 		res.VirtualNS = epoch * epochNS
 		switch {
-		case epoch > 0 && allDone:
+		case epoch > 0 && allDone && waitsFor:
 			res.Ended = "all-exited"
 		case epoch >= maxEpochs:
 			res.Ended = "duration"

@@ -279,3 +279,15 @@ func TestNoBarrierDiverges(t *testing.T) {
 	}
 	t.Logf("diverged at epoch %d: %s", d.Epoch, d.What)
 }
+
+// TestDaemonsOnlyRunsToDuration: with nothing to wait for, a run lasts its
+// duration; the daemon is still running at the end, which passes.
+func TestDaemonsOnlyRunsToDuration(t *testing.T) {
+	tools := testenv.Tools(t)
+	s := &scenario.Scenario{Name: "idle", Seed: 1, Duration: 300 * time.Millisecond,
+		Nodes: []scenario.Node{{Name: "node-1", Binary: tools.Busybox, Args: []string{"sleep", "1000"}, Daemon: true}}}
+	res := run(t, tools, s, 1)
+	if res.Ended != "duration" || res.VirtualNS != 300e6 || res.Failed() {
+		t.Fatalf("ended %q after %d ns, verdicts %+v; want the full 300 ms and a pass", res.Ended, res.VirtualNS, res.Verdicts)
+	}
+}
