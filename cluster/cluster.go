@@ -194,7 +194,6 @@ type node struct {
 	out     *bufio.Writer
 	outF    *os.File
 	exits   map[string]int
-	started map[string]bool
 }
 
 // Run executes s once and returns its result. Errors of the machinery are
@@ -261,7 +260,7 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			return nil, err
 		}
 		res.Images[spec.Name] = sum
-		n := &node{spec: spec, dir: filepath.Join(opt.RunDir, spec.Name), exits: map[string]int{}, started: map[string]bool{}}
+		n := &node{spec: spec, dir: filepath.Join(opt.RunDir, spec.Name), exits: map[string]int{}}
 		nodes[i] = n
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			return nil, err
@@ -506,13 +505,10 @@ type eventJSON struct {
 
 func (n *node) record(epoch uint64, e wire.Event) {
 	j := eventJSON{Epoch: epoch, MonoNS: e.MonoNS, Kind: e.Kind.String(), Proc: e.Proc, Data: string(e.Data)}
-	switch e.Kind {
-	case wire.KindExit:
+	if e.Kind == wire.KindExit {
 		code := e.Code
 		j.Code = &code
 		n.exits[e.Proc] = int(e.Code)
-	case wire.KindStart:
-		n.started[e.Proc] = true
 	}
 	b, _ := json.Marshal(j)
 	n.events.Write(append(b, '\n'))
