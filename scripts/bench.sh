@@ -33,6 +33,12 @@ echo '```'
 $D bench boot -n 3
 echo '```'
 echo
+echo "## The kernel alone: same machine without detvm's devices, busybox /init that reboots at once"
+echo
+echo '```'
+$D bench kernel -n 3
+echo '```'
+echo
 echo "## The epoch loop"
 echo
 echo "Epochs of 1 ms. boot: QEMU start → every agent at its first barrier. epoch wall: mean wall time per epoch after boot."

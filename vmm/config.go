@@ -76,6 +76,23 @@ func (c *Config) Validate() error {
 // CommandLine returns QEMU's argv, argv[0] included. It is a pure function
 // of c, so it can be golden-tested and recorded in a replay bundle.
 func (c *Config) CommandLine() []string {
+	return append(c.machine(true),
+		"-object", "memory-backend-file,id=shared,share=on,mem-path="+c.Shared+",size="+strconv.Itoa(wire.Size),
+		// master=on: without it QEMU refuses to migrate the device.
+		"-device", "ivshmem-plain,memdev=shared,master=on",
+		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(fdQMP),
+		"-mon", "chardev=qmp,mode=control",
+		"-plugin", c.Plugin+",fd="+strconv.Itoa(fdBarrier),
+	)
+}
+
+// BareCommandLine is the same machine without detvm's devices (shared page,
+// QMP, barrier plugin), and optionally without icount: for measuring what
+// the kernel itself costs (`detvm bench kernel`). Never for runs.
+func (c *Config) BareCommandLine(icount bool) []string { return c.machine(icount) }
+
+// machine is the guest hardware, firmware, kernel and console.
+func (c *Config) machine(icount bool) []string {
 	appendLine := c.Append
 	if appendLine == "" {
 		appendLine = DefaultAppend
@@ -84,7 +101,7 @@ func (c *Config) CommandLine() []string {
 	if rtc == "" {
 		rtc = DefaultRTCBase
 	}
-	return []string{
+	args := []string{
 		c.QEMU,
 		"-name", "guest=" + c.Name,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -92,20 +109,18 @@ func (c *Config) CommandLine() []string {
 		"-cpu", "max,-rdrand,-rdseed",
 		"-smp", "1",
 		"-m", strconv.Itoa(c.MemoryMiB),
-		"-icount", "shift=0,sleep=off,align=off",
-		"-rtc", "clock=vm,base=" + rtc,
+	}
+	if icount {
+		args = append(args, "-icount", "shift=0,sleep=off,align=off")
+	}
+	return append(args,
+		"-rtc", "clock=vm,base="+rtc,
 		"-seed", "0",
 		"-bios", c.BIOS,
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", appendLine,
-		"-chardev", "file,id=console,path=" + c.Console,
+		"-chardev", "file,id=console,path="+c.Console,
 		"-serial", "chardev:console",
-		"-object", "memory-backend-file,id=shared,share=on,mem-path=" + c.Shared + ",size=" + strconv.Itoa(wire.Size),
-		// master=on: without it QEMU refuses to migrate the device.
-		"-device", "ivshmem-plain,memdev=shared,master=on",
-		"-chardev", "socket,id=qmp,fd=" + strconv.Itoa(fdQMP),
-		"-mon", "chardev=qmp,mode=control",
-		"-plugin", c.Plugin + ",fd=" + strconv.Itoa(fdBarrier),
-	}
+	)
 }

@@ -5,13 +5,16 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/vmm"
 )
@@ -144,6 +147,75 @@ func benchCmd() *cobra.Command {
 		},
 	}
 	boot.Flags().IntVarP(&n, "count", "n", 5, "number of boots")
-	b.AddCommand(boot)
+	var kn int
+	kernel := &cobra.Command{
+		Use:     "kernel",
+		Short:   "Time the guest kernel alone (to a busybox /init that reboots at once), with and without icount",
+		Example: "  detvm bench kernel -n 3",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return benchKernel(kn)
+		},
+	}
+	kernel.Flags().IntVarP(&kn, "count", "n", 3, "runs per variant")
+	b.AddCommand(boot, kernel)
 	return b
+}
+
+// benchKernel separates the kernel's own boot cost from detvm's: the same
+// machine without the shared page, QMP or barrier plugin, and no agent.
+func benchKernel(n int) error {
+	tools, err := cluster.Locate()
+	if err != nil {
+		return err
+	}
+	kern, err := tools.Kernel()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "detvm-bench-kernel-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	img := images.NewInitramfs()
+	if err := img.AddHostFile("/bin/busybox", tools.Busybox, 0o755); err != nil {
+		return err
+	}
+	img.AddSymlink("/bin/sh", "busybox")
+	img.AddFile("/init", []byte("#!/bin/sh\n/bin/busybox reboot -f\n"), 0o755)
+	data, err := img.Bytes()
+	if err != nil {
+		return err
+	}
+	initrd, _, err := images.Store(dir, "cpio", data)
+	if err != nil {
+		return err
+	}
+	cfg := vmm.Config{Name: "bench", QEMU: tools.QEMU, BIOS: tools.BIOS, Kernel: kern.Vmlinux, Initrd: initrd,
+		MemoryMiB: 256, Console: filepath.Join(dir, "console.log")}
+	variants := []struct {
+		name string
+		argv []string
+		in   string
+	}{
+		{"QEMU start only (paused, quit)", append(cfg.BareCommandLine(true), "-S", "-monitor", "stdio"), "quit\n"},
+		{"kernel to /init, icount", cfg.BareCommandLine(true), ""},
+		{"kernel to /init, no icount", cfg.BareCommandLine(false), ""},
+	}
+	fmt.Printf("%-32s %12s\n", "variant", "wall_ms_mean")
+	for _, v := range variants {
+		var sum time.Duration
+		for i := 0; i < n; i++ {
+			c := exec.Command(v.argv[0], v.argv[1:]...)
+			c.Stdin = strings.NewReader(v.in)
+			start := time.Now()
+			if out, err := c.CombinedOutput(); err != nil {
+				return cluster.Infra("bench kernel: %s: %v: %s", v.name, err, out)
+			}
+			sum += time.Since(start)
+		}
+		fmt.Printf("%-32s %12d\n", v.name, (sum / time.Duration(n)).Milliseconds())
+	}
+	return nil
 }
