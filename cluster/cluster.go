@@ -340,8 +340,8 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		seen := make([]trace.Guest, len(nodes))
 		allDone := true
 		for i, n := range nodes {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+			if ctx.Err() != nil {
+				return nil, Infra("interrupted at epoch %d; what the run produced so far is in %s", epoch, opt.RunDir)
 			}
 			if err := n.m.WaitBarrier(timeout); err != nil {
 				return nil, Infra("%s", n.hangReport(epoch, err))
