@@ -59,7 +59,11 @@ func TestQMPWhileHeld(t *testing.T) {
 	if err == nil {
 		t.Fatal("stop completed while the vCPU was held: the send → release → wait order would be unnecessary")
 	}
-	// The stop above is still pending; releasing lets it complete.
+	// The stop above is still pending; releasing lets it complete. As the
+	// driver does, set the next epoch first: the guest's next barrier is
+	// then far away (here 1 s of virtual time, a generous margin for the
+	// main loop to act on the stop; see PauseHeld's known race).
+	m.Page().SetEpoch(1000)
 	if err := m.Release(); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +88,7 @@ func TestQMPWhileHeld(t *testing.T) {
 		t.Fatalf("guest did not reach its next barrier after cont: %v", err)
 	}
 	// And the helper that does it in one call.
+	m.Page().SetEpoch(2000)
 	if err := m.PauseHeld(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -204,10 +204,16 @@ func (m *Machine) Kill() {
 // PauseHeld stops the vCPU of a guest held at a barrier. QMP "stop" cannot
 // complete while the vCPU thread is blocked in the barrier callback, so
 // the order is: send stop, release the barrier, wait for stop's reply
-// (DESIGN.md, measured). The guest is paused right after the barrier
-// instruction, having executed at most the instructions QEMU runs before
-// it notices the stop request; callers that need an exact point must not
-// let the guest observe time between (snapshots resume it with "cont").
+// (DESIGN.md, measured). The guest stops wherever the vCPU notices the
+// request after the barrier; under icount that point is invisible to the
+// guest, which resumes on the same path after "cont".
+//
+// Known race: QEMU's main loop must take the stop request before the guest
+// reaches its next barrier, or stop waits on a held vCPU until ctx ends.
+// The caller must have set the next epoch in the page first, which gives
+// the main loop a whole epoch (≥ 4 ms wall here); a heavily loaded host
+// can still lose it. The snapshot issue must close this (e.g. by
+// re-releasing a guest that arrives while a stop is pending).
 func (m *Machine) PauseHeld(ctx context.Context) error {
 	wait, err := m.qmp.Send("stop", nil)
 	if err != nil {
