@@ -380,11 +380,9 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 			}
 		}
 		chain.Add(epoch, seen)
-		line := trace.Line{Epoch: epoch, Chain: chain.Sum()}
 		changed := epoch == 0
 		for _, g := range seen {
 			changed = changed || len(g.Console) > 0 || len(g.Events) > 0 || len(g.Net) > 0
-			line.Guests = append(line.Guests, g.Name+"="+g.Digest())
 		}
 		if epoch == 0 {
 			res.BootWallMS = time.Since(bootStart).Milliseconds()
@@ -403,10 +401,16 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 		case epoch >= maxEpochs:
 			res.Ended = "duration"
 		}
-		if res.Ended != "" {
-			line.Comment = "end"
-		}
 		if changed || res.Ended != "" {
+			// Per-guest digests only for the lines written: most epochs
+			// of a quiet cluster have nothing to record.
+			line := trace.Line{Epoch: epoch, Chain: chain.Sum()}
+			for _, g := range seen {
+				line.Guests = append(line.Guests, g.Name+"="+g.Digest())
+			}
+			if res.Ended != "" {
+				line.Comment = "end"
+			}
 			fmt.Fprintln(tw, line.Format())
 		}
 		if res.Ended != "" {
