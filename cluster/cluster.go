@@ -5,14 +5,13 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,8 +24,8 @@ import (
 	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/scheduler"
+	"github.com/detvm/detvm/snapshot"
 	"github.com/detvm/detvm/trace"
-	"github.com/detvm/detvm/vmm"
 	"github.com/detvm/detvm/wire"
 )
 
@@ -105,6 +104,28 @@ func QEMUVersion(qemu string) (string, error) {
 	return m[1] + "." + m[2] + "." + m[3], nil
 }
 
+// KernelFile describes a vmlinux given as a file (a replay bundle's).
+func KernelFile(path string) (*images.Kernel, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, Infra("kernel: %v", err)
+	}
+	return &images.Kernel{Version: "file", Vmlinux: path, SHA256: sum}, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // Kernel loads the guest kernel from the cache.
 func (t Tools) Kernel() (*images.Kernel, error) {
 	k, err := images.LoadKernel(filepath.Join(t.CacheDir, "kernel"))
@@ -136,6 +157,41 @@ type Options struct {
 	// reading its page: free-running guests, for showing that the
 	// determinism check can fail. Never for real runs.
 	NoBarrier bool
+
+	// Store is the snapshot store directory; RunDir/snapshots when empty.
+	Store string
+	// SnapshotEvery takes a cluster snapshot each time this much virtual
+	// time has passed since the run's start (0: never).
+	SnapshotEvery time.Duration
+	// From names a snapshot in Store to continue from instead of booting.
+	// The run seed then comes from the snapshot.
+	From string
+	// Branch, with From, continues with BranchSeed for everything random
+	// after the snapshot: a new segment of the run.
+	Branch     bool
+	BranchSeed uint64
+
+	// Cold boots even when a warm start is cached.
+	Cold bool
+
+	// Kernel and Images, when set, are used as they are instead of the
+	// cached kernel and images built from the scenario (a portable replay
+	// bundle carries them). Images maps node name → initramfs path.
+	Kernel string
+	Images map[string]string
+	// Expect, when set, is the trace.log of a run to reproduce: each
+	// epoch is checked as it ends, and the first difference stops the run
+	// with a *DivergenceError.
+	Expect []trace.Line
+}
+
+// DivergenceError is a replayed run that left its recorded trace.
+type DivergenceError struct {
+	trace.Divergence
+}
+
+func (e *DivergenceError) Error() string {
+	return fmt.Sprintf("diverged at epoch %d: %s", e.Epoch, e.What)
 }
 
 // Verdict is the outcome of one property.
@@ -164,6 +220,25 @@ type Result struct {
 	Verdicts   []Verdict         `json:"verdicts"`
 	Images     map[string]string `json:"images"` // node → initramfs sha256
 	Kernel     string            `json:"kernel"` // vmlinux sha256
+	// Segments describe the run's randomness: the run seed from epoch 0,
+	// then each branch's seed from the epoch it took effect.
+	Segments     []snapshot.Segment `json:"segments"`
+	FromSnapshot string             `json:"from_snapshot,omitempty"`
+	FromEpoch    uint64             `json:"from_epoch,omitempty"` // the snapshot's epoch: this run's trace.log starts after it
+	RestoreMS    int64              `json:"restore_wall_ms,omitempty"`
+	WarmStart    bool               `json:"warm_start"` // booted from the cached post-boot snapshot
+	Snapshots    []SnapshotInfo     `json:"snapshots,omitempty"`
+}
+
+// SnapshotInfo is one snapshot a run took, with what it cost.
+type SnapshotInfo struct {
+	ID        string `json:"id"`
+	Epoch     uint64 `json:"epoch"`
+	VirtualNS uint64 `json:"virtual_ns"`
+	SaveMS    int64  `json:"save_wall_ms"`  // all guests paused and their migration files written
+	StoreMS   int64  `json:"store_wall_ms"` // chunked into the store
+	Bytes     int64  `json:"bytes"`
+	NewBytes  int64  `json:"new_bytes"`
 }
 
 // Perf is wall-clock accounting of the epoch loop after boot, for
@@ -182,278 +257,6 @@ func (r *Result) Failed() bool {
 		}
 	}
 	return false
-}
-
-type node struct {
-	spec    *scenario.Node
-	dir     string
-	cfg     vmm.Config
-	m       *vmm.Machine
-	console *os.File // read side of the console file, at the last barrier's offset
-	events  *os.File
-	out     *bufio.Writer
-	outF    *os.File
-	exits   map[string]int
-}
-
-// Run executes s once and returns its result. Errors of the machinery are
-// *InfraError; the system under test failing is a Result with failed verdicts.
-func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (res *Result, err error) {
-	wallStart := time.Now()
-	if opt.BootTimeout == 0 {
-		opt.BootTimeout = 3 * time.Minute
-	}
-	if opt.EpochTimeout == 0 {
-		opt.EpochTimeout = time.Minute
-	}
-	logf := func(format string, args ...any) {
-		if opt.Log != nil {
-			fmt.Fprintf(opt.Log, "detvm: "+format+"\n", args...)
-		}
-	}
-	if err := s.Complete(); err != nil {
-		return nil, err
-	}
-	kern, err := tools.Kernel()
-	if err != nil {
-		return nil, err
-	}
-	plugin, err := vmm.BuildPlugin(filepath.Join(tools.CacheDir, "plugin"))
-	if err != nil {
-		return nil, Infra("%v", err)
-	}
-	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
-		return nil, err
-	}
-	if s.Path != "" {
-		if b, err := os.ReadFile(s.Path); err == nil {
-			_ = os.WriteFile(filepath.Join(opt.RunDir, "scenario.yaml"), b, 0o644)
-		}
-	}
-	res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: kern.SHA256}
-
-	guests := s.Guests()
-	nodes := make([]*node, len(guests))
-	defer func() {
-		for _, n := range nodes {
-			if n == nil {
-				continue
-			}
-			if n.m != nil {
-				n.m.Kill()
-			}
-			for _, f := range []*os.File{n.console, n.events} {
-				if f != nil {
-					f.Close()
-				}
-			}
-			if n.out != nil {
-				n.out.Flush()
-				n.outF.Close()
-			}
-			os.Remove(filepath.Join(n.dir, "shared")) // guest memory, not a result
-		}
-	}()
-	for i, spec := range guests {
-		path, sum, err := BuildImage(s, spec, kern, tools)
-		if err != nil {
-			return nil, err
-		}
-		res.Images[spec.Name] = sum
-		n := &node{spec: spec, dir: filepath.Join(opt.RunDir, spec.Name), exits: map[string]int{}}
-		nodes[i] = n
-		if err := os.MkdirAll(n.dir, 0o755); err != nil {
-			return nil, err
-		}
-		n.cfg = vmm.Config{
-			Name: spec.Name, QEMU: tools.QEMU, BIOS: tools.BIOS, Kernel: kern.Vmlinux, Initrd: path,
-			MemoryMiB: spec.Memory, Plugin: plugin,
-			Shared: filepath.Join(n.dir, "shared"), Console: filepath.Join(n.dir, "console.log"),
-		}
-		if err := os.WriteFile(filepath.Join(n.dir, "qemu.argv"), []byte(strings.Join(n.cfg.CommandLine(), "\n")+"\n"), 0o644); err != nil {
-			return nil, err
-		}
-		if n.events, err = os.Create(filepath.Join(n.dir, "events.jsonl")); err != nil {
-			return nil, err
-		}
-		if n.outF, err = os.Create(filepath.Join(n.dir, "output.log")); err != nil {
-			return nil, err
-		}
-		n.out = bufio.NewWriter(n.outF)
-	}
-
-	addrs := make([]netip.Addr, len(guests))
-	for i, g := range guests {
-		addrs[i] = g.Addr
-	}
-	sw := scheduler.NewSwitch(addrs)
-	pcapF, err := os.Create(filepath.Join(opt.RunDir, "network.pcap"))
-	if err != nil {
-		return nil, err
-	}
-	defer pcapF.Close()
-	pcapW := bufio.NewWriter(pcapF)
-	defer pcapW.Flush()
-	pcap, err := scheduler.NewPCAPWriter(pcapW, uint64(s.Epoch))
-	if err != nil {
-		return nil, err
-	}
-
-	logf("booting %d guest(s)", len(nodes))
-	bootStart := time.Now()
-	for _, n := range nodes {
-		m, err := vmm.Start(ctx, n.cfg)
-		if err != nil {
-			return nil, Infra("%v", err)
-		}
-		n.m = m
-		if n.console, err = os.Open(n.cfg.Console); err != nil {
-			return nil, err
-		}
-	}
-
-	var chain trace.Chain
-	traceF, err := os.Create(filepath.Join(opt.RunDir, "trace.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer traceF.Close()
-	tw := bufio.NewWriter(traceF)
-	defer tw.Flush()
-
-	epochNS := uint64(s.Epoch)
-	maxEpochs := uint64(s.Duration) / epochNS
-	// A run whose guests only run daemons waits for nothing: it lasts its
-	// duration, rather than being "all exited" at once.
-	waitsFor := false
-	for _, g := range guests {
-		waitsFor = waitsFor || (g.Binary != "" && !g.Daemon) || len(g.Commands) > 0
-	}
-	lastProgress := time.Now()
-	var loopStart time.Time
-	var held time.Duration
-	for epoch := uint64(0); ; epoch++ {
-		timeout := opt.EpochTimeout
-		if epoch == 0 {
-			timeout = opt.BootTimeout
-		}
-		seen := make([]trace.Guest, len(nodes))
-		allDone := true
-		for i, n := range nodes {
-			if ctx.Err() != nil {
-				return nil, Infra("interrupted at epoch %d; what the run produced so far is in %s", epoch, opt.RunDir)
-			}
-			if err := n.m.WaitBarrier(timeout); err != nil {
-				return nil, Infra("%s", n.hangReport(epoch, err))
-			}
-			if opt.NoBarrier && epoch > 0 {
-				// Debug mode: let the guest run on while we read its page.
-				if err := n.m.Release(); err != nil {
-					return nil, Infra("%v", err)
-				}
-			}
-			g, done, err := n.collect(epoch)
-			if opt.NoBarrier && err != nil {
-				err = nil // torn reads are what this mode is for
-			}
-			if err != nil {
-				return nil, Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
-			}
-			frames, err := wire.SplitFrames(g.Net)
-			if err != nil {
-				return nil, Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
-			}
-			sw.Send(epoch, i, frames)
-			seen[i] = g
-			allDone = allDone && done
-		}
-		allHeld := time.Now()
-		// Frames sent during this epoch reach their destinations at the
-		// start of the next one, while every guest is still held.
-		due := sw.Deliver(epoch + 1)
-		if err := pcap.Write(due); err != nil {
-			return nil, err
-		}
-		for _, f := range due {
-			if nodes[f.Dst].m.Page().AppendRX(wire.AppendFrame(nil, f.Data)) == 0 {
-				res.DroppedRX++
-			}
-		}
-		chain.Add(epoch, seen)
-		changed := epoch == 0
-		for _, g := range seen {
-			changed = changed || len(g.Console) > 0 || len(g.Events) > 0 || len(g.Net) > 0
-		}
-		if epoch == 0 {
-			res.BootWallMS = time.Since(bootStart).Milliseconds()
-			lastProgress = time.Now()
-			res.ReadyNS = seen[0].MonoNS
-			logf("all agents ready: %d ms wall, %.3f s virtual", res.BootWallMS, float64(res.ReadyNS)/1e9)
-			for _, n := range nodes {
-				n.m.Page().SetSeed(opt.Seed)
-			}
-		}
-		res.Epochs = epoch + 1
-		res.VirtualNS = epoch * epochNS
-		switch {
-		case epoch > 0 && allDone && waitsFor:
-			res.Ended = "all-exited"
-		case epoch >= maxEpochs:
-			res.Ended = "duration"
-		}
-		if changed || res.Ended != "" {
-			// Per-guest digests only for the lines written: most epochs
-			// of a quiet cluster have nothing to record.
-			line := trace.Line{Epoch: epoch, Chain: chain.Sum()}
-			for _, g := range seen {
-				line.Guests = append(line.Guests, g.Name+"="+g.Digest())
-			}
-			if res.Ended != "" {
-				line.Comment = "end"
-			}
-			fmt.Fprintln(tw, line.Format())
-		}
-		if res.Ended != "" {
-			break
-		}
-		if opt.Log != nil && time.Since(lastProgress) > 5*time.Second {
-			lastProgress = time.Now()
-			logf("epoch %d/%d (%.2f s virtual)", epoch, maxEpochs, float64(epoch*epochNS)/1e9)
-		}
-		for _, n := range nodes {
-			n.m.Page().SetEpoch(epoch + 1)
-			if opt.NoBarrier && epoch > 0 {
-				continue // released already
-			}
-			if err := n.m.Release(); err != nil {
-				return nil, Infra("%v", err)
-			}
-		}
-		if epoch == 0 {
-			loopStart = time.Now()
-		} else {
-			held += time.Since(allHeld)
-		}
-	}
-	if ep := res.Epochs - 1; ep > 0 {
-		wall := time.Since(loopStart)
-		res.Perf = Perf{
-			EpochWallUS:    float64(wall.Microseconds()) / float64(ep),
-			HeldUS:         float64(held.Microseconds()) / float64(ep),
-			VirtualPerWall: float64(ep*epochNS) / float64(wall.Nanoseconds()),
-		}
-	}
-	res.TraceHash = chain.Sum()
-	res.Network = sw.Stats()
-	res.WallMS = time.Since(wallStart).Milliseconds()
-	for _, n := range nodes {
-		n.verdicts(res)
-	}
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(filepath.Join(opt.RunDir, "result.json"), append(b, '\n'), 0o644); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // BuildImage builds a node's initramfs into the content-addressed image

@@ -26,7 +26,7 @@ func run(t *testing.T, tools cluster.Tools, s *scenario.Scenario, seed uint64) *
 	if err != nil {
 		t.Fatalf("run %s seed %d: %v", s.Name, seed, err)
 	}
-	t.Logf("%s seed %d: trace %s, %d epochs, %d ms wall (boot %d ms)", s.Name, seed, res.TraceHash[:16], res.Epochs, res.WallMS, res.BootWallMS)
+	t.Logf("%s seed %d: trace %s, %d epochs, %d ms wall (boot %d ms, warm %v)", s.Name, seed, res.TraceHash[:16], res.Epochs, res.WallMS, res.BootWallMS, res.WarmStart)
 	return res
 }
 
@@ -52,9 +52,15 @@ func TestHelloDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := run(t, tools, s, 1)
-	if first.Failed() || first.Ended != "all-exited" {
-		t.Fatalf("hello did not pass: ended %s, verdicts %+v", first.Ended, first.Verdicts)
+	// The first run boots (--cold); the second boots or starts warm and
+	// leaves a warm start cached; the third, under a hog, starts warm. All
+	// must agree: a warm start is invisible to the guest.
+	first, err := cluster.Run(context.Background(), s, tools, cluster.Options{Seed: 1, RunDir: filepath.Join(t.TempDir(), "run"), Cold: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.WarmStart || first.Failed() || first.Ended != "all-exited" {
+		t.Fatalf("hello did not pass cold: warm %v, ended %s, verdicts %+v", first.WarmStart, first.Ended, first.Verdicts)
 	}
 	out, err := os.ReadFile(filepath.Join(first.RunDir, "node-1", "output.log"))
 	if err != nil {
@@ -70,8 +76,12 @@ func TestHelloDeterministic(t *testing.T) {
 	}
 	t.Run("under-cpu-hog", func(t *testing.T) {
 		hog(t)
-		if got := run(t, tools, s, 1); got.TraceHash != first.TraceHash {
+		got := run(t, tools, s, 1)
+		if got.TraceHash != first.TraceHash {
 			t.Errorf("seed 1 under hog: trace %s, run 1 had %s", got.TraceHash, first.TraceHash)
+		}
+		if !got.WarmStart {
+			t.Errorf("third run did not start warm")
 		}
 	})
 	other := run(t, tools, s, 2)
@@ -167,9 +177,18 @@ func TestEtcdCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := run(t, tools, s, 1)
+	// The first run also takes a snapshot mid-workload: taking it must be
+	// invisible (the hog run below, which takes none, must match).
+	a, err := cluster.Run(context.Background(), s, tools, cluster.Options{Seed: 1, RunDir: filepath.Join(t.TempDir(), "run"), SnapshotEvery: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("seed 1 with snapshot: trace %s, %d epochs, %d ms wall, snapshots %+v", a.TraceHash[:16], a.Epochs, a.WallMS, a.Snapshots)
 	if a.Failed() || a.Ended != "all-exited" {
 		t.Fatalf("etcd cluster failed (ended %s): %+v", a.Ended, a.Verdicts)
+	}
+	if len(a.Snapshots) != 1 {
+		t.Fatalf("took %d snapshots, want 1 at 2.5 s", len(a.Snapshots))
 	}
 	if a.Network.Delivered == 0 || a.Network.Delivered != a.Network.Sent {
 		t.Errorf("network stats %+v: want every frame delivered", a.Network)
@@ -189,6 +208,51 @@ func TestEtcdCluster(t *testing.T) {
 	})
 	if c := run(t, tools, s, 2); c.TraceHash == a.TraceHash {
 		t.Errorf("seed 2 gave the same trace as seed 1")
+	}
+	t.Run("snapshot", func(t *testing.T) { etcdFromSnapshot(t, tools, s, a) })
+}
+
+// etcdFromSnapshot: continuing from run a's snapshot with a's seed gives
+// a's trace, epoch by epoch, and a's trace hash (the chain is carried in
+// the snapshot); branching with another seed gives another trace, the
+// same one each time.
+func etcdFromSnapshot(t *testing.T, tools cluster.Tools, s *scenario.Scenario, a *cluster.Result) {
+	snap := a.Snapshots[0]
+	store := filepath.Join(a.RunDir, "snapshots")
+	cont := func(name string, branch uint64) *cluster.Result {
+		t.Helper()
+		opt := cluster.Options{RunDir: filepath.Join(t.TempDir(), name), Store: store, From: snap.ID[:8], Branch: branch != 0, BranchSeed: branch}
+		res, err := cluster.Run(context.Background(), s, tools, opt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s: trace %s, restore %d ms, %d ms wall, segments %+v", name, res.TraceHash[:16], res.RestoreMS, res.WallMS, res.Segments)
+		if res.FromEpoch != snap.Epoch {
+			t.Fatalf("%s: from_epoch %d, want %d", name, res.FromEpoch, snap.Epoch)
+		}
+		return res
+	}
+	c := cont("continue", 0)
+	if c.TraceHash != a.TraceHash {
+		_, detail, _, _ := cluster.CompareRuns(a.RunDir, c.RunDir)
+		t.Errorf("continuation from %s: trace %s, want the uninterrupted run's %s (%s)", snap.ID, c.TraceHash, a.TraceHash, detail)
+	}
+	if _, _, same, err := cluster.CompareRuns(a.RunDir, c.RunDir); err != nil || !same {
+		t.Errorf("continuation's trace.log differs from the run's after epoch %d (err %v)", snap.Epoch, err)
+	}
+	if c.Failed() {
+		t.Errorf("continuation failed: %+v", c.Verdicts)
+	}
+	b1, b2 := cont("branch-9a", 9), cont("branch-9b", 9)
+	if b1.TraceHash == a.TraceHash {
+		t.Errorf("branch with seed 9 gave the original trace")
+	}
+	if b1.TraceHash != b2.TraceHash {
+		_, detail, _, _ := cluster.CompareRuns(b1.RunDir, b2.RunDir)
+		t.Errorf("two branches with seed 9 differ: %s", detail)
+	}
+	if want := []uint64{1, 9}; len(b1.Segments) != 2 || b1.Segments[0].Seed != want[0] || b1.Segments[1].Seed != want[1] || b1.Segments[1].FromEpoch != snap.Epoch+1 {
+		t.Errorf("branch segments %+v, want seed 1 from 0 and seed 9 from %d", b1.Segments, snap.Epoch+1)
 	}
 }
 

@@ -43,6 +43,11 @@ func CompareRuns(a, b string) (d trace.Divergence, detail string, same bool, err
 	if err != nil {
 		return d, "", false, err
 	}
+	// A run continued from a snapshot records only the epochs after it:
+	// compare the part both runs executed.
+	if from := max(fromEpoch(a), fromEpoch(b)); from > 0 {
+		ta, tb = after(ta, from), after(tb, from)
+	}
 	d, same = trace.Compare(ta, tb)
 	if same || d.Guest == "" {
 		return d, "", same, nil
@@ -68,6 +73,27 @@ func CompareRuns(a, b string) (d trace.Divergence, detail string, same bool, err
 		}
 	}
 	return d, "same events; the console, the frames sent or the guest's virtual time differ", false, nil
+}
+
+// fromEpoch is the snapshot epoch a run continued from (0: it booted).
+func fromEpoch(runDir string) uint64 {
+	var r struct {
+		FromEpoch uint64 `json:"from_epoch"`
+	}
+	b, err := os.ReadFile(filepath.Join(runDir, "result.json"))
+	if err == nil {
+		_ = json.Unmarshal(b, &r)
+	}
+	return r.FromEpoch
+}
+
+func after(lines []trace.Line, epoch uint64) []trace.Line {
+	for i, l := range lines {
+		if l.Epoch > epoch {
+			return lines[i:]
+		}
+	}
+	return nil
 }
 
 func orNone(s string) string {

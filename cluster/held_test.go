@@ -95,4 +95,24 @@ func TestQMPWhileHeld(t *testing.T) {
 	if st, _ := m.Status(ctx); st != "paused" {
 		t.Fatalf("after PauseHeld: %q", st)
 	}
+	// Pausing with the next barrier only one epoch away, as a snapshot
+	// does, many times and under a host CPU hog: the pause must always
+	// land before that barrier (BeginPause waits for QEMU's main loop to
+	// be inside the pause before it releases the guest).
+	if _, err := m.QMP().Execute(ctx, "cont", nil); err != nil {
+		t.Fatal(err)
+	}
+	hog(t)
+	for e := uint64(2000); e < 2030; e++ {
+		if err := m.WaitBarrier(time.Minute); err != nil {
+			t.Fatalf("epoch %d: %v", e, err)
+		}
+		m.Page().SetEpoch(e + 1)
+		if err := m.PauseHeld(ctx); err != nil {
+			t.Fatalf("pause at epoch %d: %v", e, err)
+		}
+		if err := m.Cont(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

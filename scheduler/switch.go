@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"sort"
 )
 
 // ipv4HeaderLen is the length of an IPv4 header without options: anything
@@ -209,4 +210,48 @@ func (h *frameHeap) Pop() any {
 	old[n-1] = Frame{}
 	*h = old[:n-1]
 	return f
+}
+
+// State is everything a Switch needs to go on from where it is: the
+// frames in flight, the sequence numbers, the fault table and the
+// counters. For snapshots; its JSON form is stable.
+type State struct {
+	Seq   []uint64 `json:"seq"`
+	Rules []Rule   `json:"rules,omitempty"`
+	Queue []Frame  `json:"queue,omitempty"` // in delivery order
+	Stats Stats    `json:"stats"`
+}
+
+// State returns a deep copy of s's state.
+func (s *Switch) State() State {
+	st := State{Seq: append([]uint64(nil), s.seq...), Rules: append([]Rule(nil), s.rules...), Stats: s.stats}
+	for _, f := range s.queue {
+		f.Data = append([]byte(nil), f.Data...)
+		st.Queue = append(st.Queue, f)
+	}
+	sort.Slice(st.Queue, func(i, j int) bool { return frameLess(&st.Queue[i], &st.Queue[j]) })
+	return st
+}
+
+// Restore replaces s's state with a deep copy of st, which must come from
+// a switch with the same nodes.
+func (s *Switch) Restore(st State) error {
+	if len(st.Seq) != len(s.addrs) {
+		return fmt.Errorf("scheduler: switch state has %d nodes, this switch %d", len(st.Seq), len(s.addrs))
+	}
+	for _, f := range st.Queue {
+		if f.Src < 0 || f.Src >= len(s.addrs) || f.Dst < 0 || f.Dst >= len(s.addrs) {
+			return fmt.Errorf("scheduler: switch state: frame %d→%d names a node that does not exist", f.Src, f.Dst)
+		}
+	}
+	s.seq = append([]uint64(nil), st.Seq...)
+	s.rules = append([]Rule(nil), st.Rules...)
+	s.queue = s.queue[:0]
+	for _, f := range st.Queue {
+		f.Data = append([]byte(nil), f.Data...)
+		s.queue = append(s.queue, f)
+	}
+	heap.Init(&s.queue)
+	s.stats = st.Stats
+	return nil
 }

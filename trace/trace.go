@@ -144,3 +144,25 @@ func Compare(a, b []Line) (d Divergence, ok bool) {
 	}
 	return Divergence{}, true
 }
+
+// ChainState is a Chain frozen for a snapshot.
+type ChainState struct {
+	Sum    string `json:"sum"`
+	Epochs uint64 `json:"epochs"`
+}
+
+// State freezes c.
+func (c *Chain) State() ChainState { return ChainState{Sum: c.Sum(), Epochs: c.epochs} }
+
+// RestoreChain continues a chain from a frozen state, so that a run
+// resumed from a snapshot ends with the same Sum as one that never stopped.
+func RestoreChain(st ChainState) (Chain, error) {
+	var c Chain
+	b, err := hex.DecodeString(st.Sum)
+	if err != nil || len(b) != len(c.h) {
+		return c, fmt.Errorf("trace: chain state: sum %q is not a 64-digit hex hash", st.Sum)
+	}
+	copy(c.h[:], b)
+	c.epochs = st.Epochs
+	return c, nil
+}

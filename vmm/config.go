@@ -47,6 +47,9 @@ type Config struct {
 	Shared    string // file backing the shared page (wire.Size bytes)
 	Console   string // file that receives the serial console
 	RTCBase   string // DefaultRTCBase when empty
+	// Incoming starts QEMU waiting for a migration (Machine.Load) instead
+	// of booting: the restore half of a snapshot.
+	Incoming bool
 }
 
 // Validate reports the first problem with c, naming the field.
@@ -76,7 +79,7 @@ func (c *Config) Validate() error {
 // CommandLine returns QEMU's argv, argv[0] included. It is a pure function
 // of c, so it can be golden-tested and recorded in a replay bundle.
 func (c *Config) CommandLine() []string {
-	return append(c.machine(true),
+	args := append(c.machine(true),
 		"-object", "memory-backend-file,id=shared,share=on,mem-path="+c.Shared+",size="+strconv.Itoa(wire.Size),
 		// master=on: without it QEMU refuses to migrate the device.
 		"-device", "ivshmem-plain,memdev=shared,master=on",
@@ -84,6 +87,10 @@ func (c *Config) CommandLine() []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-plugin", c.Plugin+",fd="+strconv.Itoa(fdBarrier),
 	)
+	if c.Incoming {
+		args = append(args, "-incoming", "defer")
+	}
+	return args
 }
 
 // BareCommandLine is the same machine without detvm's devices (shared page,

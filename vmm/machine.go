@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -201,31 +202,116 @@ func (m *Machine) Kill() {
 	}
 }
 
-// PauseHeld stops the vCPU of a guest held at a barrier. QMP "stop" cannot
-// complete while the vCPU thread is blocked in the barrier callback, so
-// the order is: send stop, release the barrier, wait for stop's reply
-// (DESIGN.md, measured). The guest stops wherever the vCPU notices the
-// request after the barrier; under icount that point is invisible to the
-// guest, which resumes on the same path after "cont".
-//
-// Known race: QEMU's main loop must take the stop request before the guest
-// reaches its next barrier, or stop waits on a held vCPU until ctx ends.
-// The caller must have set the next epoch in the page first, which gives
-// the main loop a whole epoch (≥ 4 ms wall here); a heavily loaded host
-// can still lose it. The snapshot issue must close this (e.g. by
-// re-releasing a guest that arrives while a stop is pending).
+// PauseHeld stops the vCPU of a guest held at a barrier. It is
+// BeginPause followed by its wait.
 func (m *Machine) PauseHeld(ctx context.Context) error {
-	wait, err := m.qmp.Send("stop", nil)
+	wait, err := m.BeginPause(ctx)
 	if err != nil {
-		return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
-	}
-	if err := m.Release(); err != nil {
 		return err
 	}
-	if _, err := wait(ctx); err != nil {
-		return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+	return wait(ctx)
+}
+
+// ErrPauseRace reports that a guest reached its next barrier before its
+// vCPU paused: the pause landed an epoch late, so the cut is not
+// consistent. BeginPause is built so that this cannot happen; it is
+// checked anyway, because a silent late pause would be a wrong snapshot.
+var ErrPauseRace = errors.New("guest reached its next barrier before the pause took effect")
+
+// BeginPause starts pausing a guest held at a barrier and returns the wait
+// for the pause to complete. QMP "stop" cannot complete while the vCPU
+// thread is blocked in the barrier callback (DESIGN.md, measured), so the
+// order is: send stop, release the barrier, wait.
+//
+// Released too early, the guest could run a whole epoch and reach its
+// next barrier before QEMU's main loop even reads the stop: the pause
+// would then wait on a held vCPU, an epoch late. So between send and
+// release BeginPause waits until QEMU's main thread is blocked in a futex
+// (Linux reports it in /proc/PID/syscall): with the vCPU held and the
+// guest otherwise quiet, that is pause_all_vcpus waiting for the vCPU,
+// after it has set the vCPU's stop flag and kicked it. Released then, the
+// vCPU stops at its next translation-block boundary, a few instructions
+// after the barrier. Under icount where it stops is invisible to the
+// guest, which resumes on the same path after "cont".
+func (m *Machine) BeginPause(ctx context.Context) (wait func(context.Context) error, err error) {
+	w, err := m.qmp.Send("stop", nil)
+	if err != nil {
+		return nil, fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
 	}
-	return nil
+	if err := m.waitMainBlocked(ctx); err != nil {
+		return nil, fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+	}
+	if err := m.Release(); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		// A barrier byte while the stop is pending means the race was
+		// lost; nothing else can write to this socket now.
+		_ = m.barrier.SetReadDeadline(time.Time{})
+		arrived := make(chan bool, 1)
+		go func() {
+			var b [1]byte
+			n, _ := m.barrier.Read(b[:])
+			arrived <- n == 1
+		}()
+		done := make(chan error, 1)
+		go func() { _, err := w(ctx); done <- err }()
+		select {
+		case err := <-done:
+			// Unblock the watcher: a deadline in the past ends its Read.
+			_ = m.barrier.SetReadDeadline(time.Unix(1, 0))
+			if <-arrived {
+				return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, ErrPauseRace)
+			}
+			if err != nil {
+				return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+			}
+			return nil
+		case <-arrived:
+			return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, ErrPauseRace)
+		}
+	}, nil
+}
+
+// futexSyscall is futex(2)'s number on x86-64, the only host detvm runs on.
+const futexSyscall = "202"
+
+// waitMainBlocked waits until QEMU's main thread has been blocked in a
+// futex for several consecutive looks spread over at least a millisecond,
+// so that a passing lock wait is not mistaken for the pause.
+func (m *Machine) waitMainBlocked(ctx context.Context) error {
+	path := fmt.Sprintf("/proc/%d/syscall", m.cmd.Process.Pid)
+	deadline := time.Now().Add(30 * time.Second)
+	var since time.Time
+	looks := 0
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("watching QEMU's main thread: %w", err)
+		}
+		nr, _, _ := strings.Cut(string(b), " ")
+		if nr == futexSyscall {
+			if looks == 0 {
+				since = time.Now()
+			}
+			looks++
+			if looks >= 3 && time.Since(since) >= time.Millisecond {
+				return nil
+			}
+		} else {
+			looks = 0
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.exited:
+			return m.exitError()
+		case <-time.After(200 * time.Microsecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("QEMU's main loop did not act on stop within 30 s")
+		}
+	}
 }
 
 // Status is QMP query-status's "status" (running, paused, …).

@@ -25,16 +25,17 @@ const Size = 1 << 20
 const Magic = 0x4d48535f4d565444
 
 // Version changes whenever the layout does.
-const Version = 2
+const Version = 3
 
 // Offsets of the fixed header fields. Everything is little-endian.
 const (
 	offMagic   = 0x00 // u64, guest
 	offVersion = 0x08 // u32, guest
 	// Controller → guest, written only while the guest is held.
-	offEpoch = 0x10 // u64: the epoch the guest runs after this barrier
-	offSeed  = 0x18 // u64: the run seed, valid from the first barrier on
-	offRxLen = 0x20 // u32: bytes of frames in the RX region (the guest zeroes it once consumed)
+	offEpoch  = 0x10 // u64: the epoch the guest runs after this barrier
+	offSeed   = 0x18 // u64: the run seed, valid from the first barrier on
+	offRxLen  = 0x20 // u32: bytes of frames in the RX region (the guest zeroes it once consumed)
+	offBranch = 0x28 // u64: the branch seed, 0 until a run branches (mixed into the guest RNG when it changes)
 	// Guest → controller, written only while the guest runs.
 	offMonoNS = 0x40 // u64: guest CLOCK_MONOTONIC at the barrier
 	offState  = 0x48 // u32: State
@@ -98,6 +99,12 @@ func (p *Page) Seed() uint64 { return p.u64(offSeed) }
 
 // SetSeed is called by the controller at the first barrier.
 func (p *Page) SetSeed(s uint64) { p.put64(offSeed, s) }
+
+// Branch is the seed of the current branch, 0 before any branch.
+func (p *Page) Branch() uint64 { return p.u64(offBranch) }
+
+// SetBranch is called by the controller, at the barrier a run branches at.
+func (p *Page) SetBranch(s uint64) { p.put64(offBranch, s) }
 
 // MonoNS is the guest's CLOCK_MONOTONIC at its last barrier.
 func (p *Page) MonoNS() uint64 { return p.u64(offMonoNS) }

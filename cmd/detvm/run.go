@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/replay"
 	"github.com/detvm/detvm/scenario"
 )
 
@@ -24,15 +25,18 @@ func isCobraUsage(err error) bool {
 }
 
 func runCmd() *cobra.Command {
-	var seedFlag, out string
-	var asJSON, noBarrier bool
+	var seedFlag, out, from, store, branchSeed string
+	var asJSON, noBarrier, portable, cold bool
 	var repeat int
+	var snapEvery time.Duration
 	c := &cobra.Command{
 		Use:   "run SCENARIO",
 		Short: "Boot the scenario's nodes, run it to its end, print verdicts and the trace hash",
 		Example: `  detvm run examples/hello/scenario.yaml --seed 7
   detvm run examples/etcd-single/scenario.yaml --json --out /tmp/run1
-  detvm run examples/redis/scenario.yaml --repeat 3`,
+  detvm run examples/redis/scenario.yaml --repeat 3
+  detvm run examples/etcd/short.yaml --out /tmp/a --snapshot-every 5s
+  detvm run examples/etcd/short.yaml --store /tmp/a --from-snapshot 3f2a --branch-seed 9`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenario.Load(args[0])
@@ -62,7 +66,10 @@ func runCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			opt := cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr, NoBarrier: noBarrier}
+			opt := cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr, NoBarrier: noBarrier, SnapshotEvery: snapEvery, From: from, Cold: cold}
+			if err := snapshotOptions(&opt, seedFlag, store, branchSeed, noBarrier); err != nil {
+				return err
+			}
 			if noBarrier {
 				fmt.Fprintln(os.Stderr, "detvm: --no-barrier: guests run free; this run is NOT deterministic (debug only)")
 			}
@@ -72,6 +79,9 @@ func runCmd() *cobra.Command {
 			res, err := cluster.Run(ctx, s, tools, opt)
 			if err != nil {
 				return err
+			}
+			if _, err := replay.Write(res, args[0], opt, tools, portable); err != nil {
+				fmt.Fprintf(os.Stderr, "detvm: could not write the replay bundle: %v\n", err)
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
@@ -93,7 +103,54 @@ func runCmd() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout")
 	c.Flags().IntVar(&repeat, "repeat", 1, "run N times (in DIR/1..N) and report whether all traces are identical (exit 3 if not)")
 	c.Flags().BoolVar(&noBarrier, "no-barrier", false, "debug: let guests run free of the barriers (shows the determinism check failing)")
+	c.Flags().DurationVar(&snapEvery, "snapshot-every", 0, "take a cluster snapshot every DURATION of virtual time (e.g. 5s)")
+	c.Flags().StringVar(&store, "store", "", "snapshot store: a run directory or a store directory (default OUT/snapshots)")
+	c.Flags().StringVar(&from, "from-snapshot", "", "continue from snapshot ID in --store instead of booting")
+	c.Flags().BoolVar(&cold, "cold", false, "boot the guests even if a warm start (the cluster saved right after its first boot) is cached")
+	c.Flags().BoolVar(&portable, "portable", false, "the replay bundle also carries the kernel and node images (replays on a machine without the scenario's files)")
+	c.Flags().StringVar(&branchSeed, "branch-seed", "", "with --from-snapshot: continue with this seed for everything random after the snapshot")
 	return c
+}
+
+// snapshotOptions checks and fills the snapshot flags of run.
+func snapshotOptions(opt *cluster.Options, seedFlag, store, branchSeed string, noBarrier bool) error {
+	if opt.SnapshotEvery < 0 {
+		return usagef("--snapshot-every %v: must be positive (virtual time, e.g. 5s)", opt.SnapshotEvery)
+	}
+	if store != "" {
+		opt.Store = storeDir(store)
+	}
+	if noBarrier && (opt.SnapshotEvery > 0 || opt.From != "") {
+		return usagef("--no-barrier cannot be combined with snapshots: free-running guests have no consistent cut")
+	}
+	if opt.From == "" {
+		if branchSeed != "" {
+			return usagef("--branch-seed needs --from-snapshot ID: a branch continues a snapshot with a new seed")
+		}
+		return nil
+	}
+	if store == "" {
+		return usagef("--from-snapshot %s needs --store DIR: the run directory (or store) that holds the snapshot; `detvm snapshot ls --dir DIR` lists them", opt.From)
+	}
+	if seedFlag != "" {
+		return usagef("--seed does not apply with --from-snapshot: the snapshot carries its run's seed; use --branch-seed N to continue with another")
+	}
+	if branchSeed != "" {
+		seed, err := strconv.ParseUint(branchSeed, 10, 64)
+		if err != nil || seed == 0 {
+			return usagef("--branch-seed %q: use a positive integer like --branch-seed 9", branchSeed)
+		}
+		opt.Branch, opt.BranchSeed = true, seed
+	}
+	return nil
+}
+
+// storeDir accepts a run directory (its snapshots/ is the store) or a store.
+func storeDir(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "manifests")); err == nil {
+		return dir
+	}
+	return filepath.Join(dir, "snapshots")
 }
 
 func printResult(r *cluster.Result) {
@@ -112,8 +169,26 @@ func printResult(r *cluster.Result) {
 	fmt.Printf("verdict   %s\n", verdict)
 	fmt.Printf("seed      %d\n", r.Seed)
 	fmt.Printf("trace     %s\n", r.TraceHash)
-	fmt.Printf("time      %.3f s virtual in %d epochs, %.1f s wall (boot %.1f s); ended: %s\n",
-		float64(r.VirtualNS)/1e9, r.Epochs, float64(r.WallMS)/1e3, float64(r.BootWallMS)/1e3, r.Ended)
+	fmt.Printf("replay    detvm replay %s\n", filepath.Join(r.RunDir, replay.FileName))
+	boot := "boot"
+	if r.WarmStart {
+		boot = "warm start"
+	}
+	fmt.Printf("time      %.3f s virtual in %d epochs, %.1f s wall (%s %.1f s); ended: %s\n",
+		float64(r.VirtualNS)/1e9, r.Epochs, float64(r.WallMS)/1e3, boot, float64(r.BootWallMS)/1e3, r.Ended)
+	if r.FromSnapshot != "" {
+		fmt.Printf("from      snapshot %s (epoch %d), restored in %d ms\n", r.FromSnapshot, r.FromEpoch, r.RestoreMS)
+	}
+	if len(r.Segments) > 1 {
+		var segs []string
+		for _, s := range r.Segments {
+			segs = append(segs, fmt.Sprintf("seed %d from epoch %d", s.Seed, s.FromEpoch))
+		}
+		fmt.Printf("segments  %s\n", strings.Join(segs, ", "))
+	}
+	for _, s := range r.Snapshots {
+		fmt.Printf("snapshot  %s at epoch %d (%.3f s virtual): %d MB, %d MB new\n", s.ID, s.Epoch, float64(s.VirtualNS)/1e9, s.Bytes>>20, s.NewBytes>>20)
+	}
 }
 
 func versionCmd() *cobra.Command {

@@ -102,7 +102,7 @@ func (a *agent) run() error {
 	go a.epochLoop(ready)
 	<-ready
 	// The seed arrives at the first barrier, so the image is seed-free.
-	if err := seedRNG(a.page.Seed()); err != nil {
+	if err := mixRNG("detvm-rng-v1:", a.page.Seed()); err != nil {
 		return err
 	}
 	a.logf("seeded kernel rng")
@@ -125,6 +125,7 @@ func (a *agent) epochLoop(ready chan<- struct{}) {
 	}
 	epochNS := a.cfg.EpochNS
 	base := uint64(0)
+	branch := uint64(0)
 	for {
 		now := monoNS()
 		a.page.SetMonoNS(now)
@@ -139,6 +140,14 @@ func (a *agent) epochLoop(ready chan<- struct{}) {
 		a.page.SetState(state)
 		barrier()
 		a.deliverRX()
+		if b := a.page.Branch(); b != branch {
+			// A branch: everything random from here on follows the
+			// branch seed (RNDADDENTROPY mixes, it does not replace).
+			branch = b
+			if err := mixRNG("detvm-branch-v1:", b); err != nil {
+				a.logf("branch seed: %v", err)
+			}
+		}
 		if ready != nil {
 			// Epoch 0 is "agent ready"; later boundaries are counted from it.
 			base = (now/epochNS + 1) * epochNS
@@ -250,13 +259,14 @@ func mapShared() (*wire.Page, error) {
 	return nil, fmt.Errorf("no ivshmem device (1af4:1110) in /sys/bus/pci/devices")
 }
 
-// seedRNG credits the kernel RNG with entropy derived from the run seed
-// only, so /dev/urandom and getrandom are functions of the seed. RDRAND is
-// off in the guest CPU model, so nothing else in the guest is random.
-func seedRNG(seed uint64) error {
+// mixRNG credits the kernel RNG with entropy derived from a seed only, so
+// /dev/urandom and getrandom are functions of the run seed (and of the
+// branch seeds mixed in later). RDRAND is off in the guest CPU model, so
+// nothing else in the guest is random.
+func mixRNG(domain string, seed uint64) error {
 	var in [8]byte
 	binary.LittleEndian.PutUint64(in[:], seed)
-	sum := sha512.Sum512(append([]byte("detvm-rng-v1:"), in[:]...))
+	sum := sha512.Sum512(append([]byte(domain), in[:]...))
 	var info struct {
 		bits, size int32
 		buf        [64]byte

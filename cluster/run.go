@@ -1,0 +1,703 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/detvm/detvm/images"
+	"github.com/detvm/detvm/scenario"
+	"github.com/detvm/detvm/scheduler"
+	"github.com/detvm/detvm/snapshot"
+	"github.com/detvm/detvm/trace"
+	"github.com/detvm/detvm/vmm"
+	"github.com/detvm/detvm/wire"
+)
+
+type node struct {
+	spec    *scenario.Node
+	dir     string
+	cfg     vmm.Config
+	m       *vmm.Machine
+	console *os.File // read side of the console file, at the last barrier's offset
+	events  *os.File
+	out     *bufio.Writer
+	outF    *os.File
+	exits   map[string]int
+}
+
+// runner is one run in progress: the guests, the switch and the trace.
+type runner struct {
+	s     *scenario.Scenario
+	tools Tools
+	opt   Options
+	res   *Result
+	logf  func(format string, args ...any)
+
+	kern   *images.Kernel
+	plugin string
+	qemuV  string
+	nodes  []*node
+	sw     *scheduler.Switch
+	pcap   *scheduler.PCAPWriter
+	pcapW  *bufio.Writer
+	pcapF  *os.File
+	traceW *bufio.Writer
+	traceF *os.File
+	chain  trace.Chain
+
+	store      *snapshot.Store // opened on first use
+	parent     string          // the last snapshot this run took or started from
+	startEpoch uint64          // the first barrier the loop waits for
+	branchAt   uint64          // epoch at whose barrier the branch seed is written; 0: none
+	branch     uint64          // the branch seed the pages carry
+	lastLine   string          // the last line written to trace.log
+	warmSave   string          // warm-start key to save the cluster under at epoch 0
+	chain0     trace.Chain     // the empty chain, for stopAll
+}
+
+// Run executes s once and returns its result. Errors of the machinery are
+// *InfraError; the system under test failing is a Result with failed verdicts.
+func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (res *Result, err error) {
+	wallStart := time.Now()
+	if opt.BootTimeout == 0 {
+		opt.BootTimeout = 3 * time.Minute
+	}
+	if opt.EpochTimeout == 0 {
+		opt.EpochTimeout = time.Minute
+	}
+	if opt.Store == "" {
+		opt.Store = filepath.Join(opt.RunDir, "snapshots")
+	}
+	r := &runner{s: s, tools: tools, opt: opt}
+	r.logf = func(format string, args ...any) {
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, "detvm: "+format+"\n", args...)
+		}
+	}
+	defer r.close()
+	if err := r.prepare(); err != nil {
+		return nil, err
+	}
+	switch {
+	case opt.From != "":
+		err = r.restore(ctx)
+	default:
+		r.res.Segments = []snapshot.Segment{{FromEpoch: 0, Seed: opt.Seed}}
+		err = r.warmOrBoot(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.loop(ctx); err != nil {
+		return nil, err
+	}
+	res = r.res
+	res.TraceHash = r.chain.Sum()
+	res.Network = r.sw.Stats()
+	res.WallMS = time.Since(wallStart).Milliseconds()
+	for _, n := range r.nodes {
+		n.verdicts(res)
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(opt.RunDir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// prepare builds the images and creates the run directory, the switch and
+// the output files. Nothing is started yet.
+func (r *runner) prepare() error {
+	s, opt := r.s, r.opt
+	if err := s.Complete(); err != nil {
+		return err
+	}
+	var err error
+	if opt.Kernel != "" {
+		r.kern, err = KernelFile(opt.Kernel)
+	} else {
+		r.kern, err = r.tools.Kernel()
+	}
+	if err != nil {
+		return err
+	}
+	if r.qemuV, err = QEMUVersion(r.tools.QEMU); err != nil {
+		return err
+	}
+	if r.plugin, err = vmm.BuildPlugin(filepath.Join(r.tools.CacheDir, "plugin")); err != nil {
+		return Infra("%v", err)
+	}
+	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
+		return err
+	}
+	if s.Path != "" {
+		if b, err := os.ReadFile(s.Path); err == nil {
+			_ = os.WriteFile(filepath.Join(opt.RunDir, "scenario.yaml"), b, 0o644)
+		}
+	}
+	r.res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: r.kern.SHA256}
+	guests := s.Guests()
+	r.nodes = make([]*node, len(guests))
+	for i, spec := range guests {
+		var path, sum string
+		if p, ok := opt.Images[spec.Name]; ok {
+			path = p
+			if sum, err = fileSHA256(p); err != nil {
+				return Infra("node %s: image: %v", spec.Name, err)
+			}
+		} else if path, sum, err = BuildImage(s, spec, r.kern, r.tools); err != nil {
+			return err
+		}
+		r.res.Images[spec.Name] = sum
+		n := &node{spec: spec, dir: filepath.Join(opt.RunDir, spec.Name), exits: map[string]int{}}
+		r.nodes[i] = n
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			return err
+		}
+		n.cfg = vmm.Config{
+			Name: spec.Name, QEMU: r.tools.QEMU, BIOS: r.tools.BIOS, Kernel: r.kern.Vmlinux, Initrd: path,
+			MemoryMiB: spec.Memory, Plugin: r.plugin,
+			Shared: filepath.Join(n.dir, "shared"), Console: filepath.Join(n.dir, "console.log"),
+		}
+		if err := os.WriteFile(filepath.Join(n.dir, "qemu.argv"), []byte(strings.Join(n.cfg.CommandLine(), "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+		if n.events, err = os.Create(filepath.Join(n.dir, "events.jsonl")); err != nil {
+			return err
+		}
+		if n.outF, err = os.Create(filepath.Join(n.dir, "output.log")); err != nil {
+			return err
+		}
+		n.out = bufio.NewWriter(n.outF)
+	}
+	addrs := make([]netip.Addr, len(guests))
+	for i, g := range guests {
+		addrs[i] = g.Addr
+	}
+	r.sw = scheduler.NewSwitch(addrs)
+	if r.pcapF, err = os.Create(filepath.Join(opt.RunDir, "network.pcap")); err != nil {
+		return err
+	}
+	r.pcapW = bufio.NewWriter(r.pcapF)
+	if r.pcap, err = scheduler.NewPCAPWriter(r.pcapW, uint64(s.Epoch)); err != nil {
+		return err
+	}
+	if r.traceF, err = os.Create(filepath.Join(opt.RunDir, "trace.log")); err != nil {
+		return err
+	}
+	r.traceW = bufio.NewWriter(r.traceF)
+	return nil
+}
+
+func (r *runner) close() {
+	for _, n := range r.nodes {
+		if n == nil {
+			continue
+		}
+		if n.m != nil {
+			n.m.Kill()
+		}
+		for _, f := range []*os.File{n.console, n.events} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		if n.out != nil {
+			n.out.Flush()
+			n.outF.Close()
+		}
+		os.Remove(filepath.Join(n.dir, "shared")) // guest memory, not a result
+	}
+	if r.pcapW != nil {
+		r.pcapW.Flush()
+		r.pcapF.Close()
+	}
+	if r.traceW != nil {
+		r.traceW.Flush()
+		r.traceF.Close()
+	}
+}
+
+// start starts every node's QEMU, booting or (incoming) waiting for a
+// migration.
+func (r *runner) start(ctx context.Context, incoming bool) error {
+	for _, n := range r.nodes {
+		cfg := n.cfg
+		cfg.Incoming = incoming
+		m, err := vmm.Start(ctx, cfg)
+		if err != nil {
+			return Infra("%v", err)
+		}
+		n.m = m
+		if n.console, err = os.Open(n.cfg.Console); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) boot(ctx context.Context) error {
+	r.logf("booting %d guest(s)", len(r.nodes))
+	return r.start(ctx, false)
+}
+
+// ctlState is the controller's part of a snapshot: what, besides the
+// guests, decides how the run goes on. Guest state (including each shared
+// page, RX frames already written) is in the migration files.
+type ctlState struct {
+	Epoch     uint64                    `json:"epoch"` // the barrier the snapshot was taken at
+	Chain     trace.ChainState          `json:"chain"`
+	Switch    scheduler.State           `json:"switch"`
+	Exits     map[string]map[string]int `json:"exits"` // node → process → exit code so far
+	ReadyNS   uint64                    `json:"ready_virtual_ns"`
+	DroppedRX uint64                    `json:"dropped_rx"`
+	Branch    uint64                    `json:"branch"` // the branch seed in the pages
+	// TraceLine is trace.log's line for Epoch: a warm start writes it, so
+	// that its trace.log reads like a cold boot's from epoch 0.
+	TraceLine string `json:"trace_line,omitempty"`
+}
+
+func (r *runner) openStore() (*snapshot.Store, error) {
+	if r.store == nil {
+		st, err := snapshot.Open(r.opt.Store)
+		if err != nil {
+			return nil, Infra("snapshot store %s: %v", r.opt.Store, err)
+		}
+		r.store = st
+	}
+	return r.store, nil
+}
+
+// restore starts the cluster from snapshot opt.From instead of booting.
+func (r *runner) restore(ctx context.Context) error {
+	t0 := time.Now()
+	st, err := r.openStore()
+	if err != nil {
+		return err
+	}
+	m, cs, err := r.load(ctx, st, r.opt.From, nil)
+	if err != nil {
+		return err
+	}
+	r.res.Segments = append([]snapshot.Segment(nil), m.Segments...)
+	if len(r.res.Segments) > 0 {
+		r.res.Seed = r.res.Segments[0].Seed
+	}
+	r.res.FromSnapshot, r.res.FromEpoch = m.ID, cs.Epoch
+	r.parent = m.ID
+	if r.opt.Branch {
+		// Written at the first barrier after the restore, where every
+		// guest is held at a point that does not depend on where its
+		// vCPU happened to pause.
+		r.branchAt = r.startEpoch
+		r.res.Segments = append(r.res.Segments, snapshot.Segment{FromEpoch: r.branchAt, Seed: r.opt.BranchSeed})
+	}
+	r.res.RestoreMS = time.Since(t0).Milliseconds()
+	r.logf("restored in %d ms", r.res.RestoreMS)
+	return nil
+}
+
+// load starts every node from snapshot id of st and restores the
+// controller's state from it. beforeCont, if set, runs while every guest is
+// loaded and paused: the page may be written then.
+func (r *runner) load(ctx context.Context, st *snapshot.Store, id string, beforeCont func()) (*snapshot.Manifest, *ctlState, error) {
+	m, err := st.Get(id)
+	if err != nil {
+		return nil, nil, Infra("%v", err)
+	}
+	if err := r.sameMachines(m); err != nil {
+		return nil, nil, err
+	}
+	var cs ctlState
+	if err := json.Unmarshal(m.State, &cs); err != nil {
+		return nil, nil, Infra("snapshot %s: controller state: %v", m.ID, err)
+	}
+	r.logf("restoring snapshot %s (epoch %d, %.3f s virtual)", m.ID, m.Epoch, float64(m.VirtualNS)/1e9)
+	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir), "detvm-restore-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(tmp)
+	paths, err := st.Materialize(m.ID, tmp)
+	if err != nil {
+		return nil, nil, Infra("%v", err)
+	}
+	byName := map[string]string{}
+	for _, p := range paths {
+		byName[filepath.Base(p)] = p
+	}
+	if err := r.start(ctx, true); err != nil {
+		return nil, nil, err
+	}
+	err = r.each(func(n *node) error {
+		p, ok := byName[n.spec.Name+".mig"]
+		if !ok {
+			return fmt.Errorf("snapshot %s has no state for node %s", m.ID, n.spec.Name)
+		}
+		return n.m.Load(ctx, p)
+	})
+	if err != nil {
+		return nil, nil, Infra("%v", err)
+	}
+	if beforeCont != nil {
+		beforeCont()
+	}
+	// Resume only once all are loaded: a running guest uses a whole core
+	// even when idle and would slow the others' loads (DESIGN.md).
+	if err := r.each(func(n *node) error { return n.m.Cont(ctx) }); err != nil {
+		return nil, nil, Infra("%v", err)
+	}
+	if r.chain, err = trace.RestoreChain(cs.Chain); err != nil {
+		return nil, nil, Infra("snapshot %s: %v", m.ID, err)
+	}
+	if err := r.sw.Restore(cs.Switch); err != nil {
+		return nil, nil, Infra("snapshot %s: %v", m.ID, err)
+	}
+	for _, n := range r.nodes {
+		for p, c := range cs.Exits[n.spec.Name] {
+			n.exits[p] = c
+		}
+	}
+	r.res.ReadyNS, r.res.DroppedRX = cs.ReadyNS, cs.DroppedRX
+	r.branch = cs.Branch
+	r.startEpoch = cs.Epoch + 1
+	return m, &cs, nil
+}
+
+// sameMachines refuses a snapshot taken with other images, kernel or QEMU:
+// restoring it would not continue the run it came from.
+func (r *runner) sameMachines(m *snapshot.Manifest) error {
+	var diffs []string
+	if m.Kernel != r.res.Kernel {
+		diffs = append(diffs, fmt.Sprintf("kernel %.12s (now %.12s)", m.Kernel, r.res.Kernel))
+	}
+	if m.QEMU != r.qemuV {
+		diffs = append(diffs, fmt.Sprintf("QEMU %s (now %s)", m.QEMU, r.qemuV))
+	}
+	for _, n := range r.nodes {
+		if got, want := r.res.Images[n.spec.Name], m.Images[n.spec.Name]; got != want {
+			if want == "" {
+				diffs = append(diffs, fmt.Sprintf("no node %s", n.spec.Name))
+			} else {
+				diffs = append(diffs, fmt.Sprintf("node %s image %.12s (now %.12s)", n.spec.Name, want, got))
+			}
+		}
+	}
+	if len(m.Images) != len(r.nodes) {
+		diffs = append(diffs, fmt.Sprintf("%d nodes (now %d)", len(m.Images), len(r.nodes)))
+	}
+	if len(diffs) > 0 {
+		return Infra("snapshot %s was taken with %s: the scenario or the build changed since; continue from a snapshot of this build, or run from boot",
+			m.ID, strings.Join(diffs, ", "))
+	}
+	return nil
+}
+
+// each runs f for every node in parallel and returns the first error in
+// node order.
+func (r *runner) each(f func(*node) error) error {
+	errs := make([]error, len(r.nodes))
+	var wg sync.WaitGroup
+	for i, n := range r.nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f(n) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loop drives the epochs from the first barrier to the end of the run.
+func (r *runner) loop(ctx context.Context) error {
+	s, opt, res, nodes := r.s, r.opt, r.res, r.nodes
+	epochNS := uint64(s.Epoch)
+	maxEpochs := uint64(s.Duration) / epochNS
+	var snapEvery uint64
+	if opt.SnapshotEvery > 0 {
+		snapEvery = max(1, uint64(opt.SnapshotEvery)/epochNS)
+	}
+	// A run whose guests only run daemons waits for nothing: it lasts its
+	// duration, rather than being "all exited" at once.
+	waitsFor := false
+	for _, n := range nodes {
+		waitsFor = waitsFor || (n.spec.Binary != "" && !n.spec.Daemon) || len(n.spec.Commands) > 0
+	}
+	bootStart := time.Now()
+	lastProgress := time.Now()
+	var loopStart time.Time
+	var held time.Duration
+	for epoch := r.startEpoch; ; epoch++ {
+		timeout := opt.EpochTimeout
+		if epoch == 0 {
+			timeout = opt.BootTimeout
+		}
+		seen := make([]trace.Guest, len(nodes))
+		allDone := true
+		for i, n := range nodes {
+			if ctx.Err() != nil {
+				return Infra("interrupted at epoch %d; what the run produced so far is in %s", epoch, opt.RunDir)
+			}
+			if err := n.m.WaitBarrier(timeout); err != nil {
+				return Infra("%s", n.hangReport(epoch, err))
+			}
+			if opt.NoBarrier && epoch > 0 {
+				// Debug mode: let the guest run on while we read its page.
+				if err := n.m.Release(); err != nil {
+					return Infra("%v", err)
+				}
+			}
+			g, done, err := n.collect(epoch)
+			if opt.NoBarrier && err != nil {
+				err = nil // torn reads are what this mode is for
+			}
+			if err != nil {
+				return Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
+			}
+			frames, err := wire.SplitFrames(g.Net)
+			if err != nil {
+				return Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
+			}
+			r.sw.Send(epoch, i, frames)
+			seen[i] = g
+			allDone = allDone && done
+		}
+		allHeld := time.Now()
+		// Frames sent during this epoch reach their destinations at the
+		// start of the next one, while every guest is still held.
+		due := r.sw.Deliver(epoch + 1)
+		if err := r.pcap.Write(due); err != nil {
+			return err
+		}
+		for _, f := range due {
+			if nodes[f.Dst].m.Page().AppendRX(wire.AppendFrame(nil, f.Data)) == 0 {
+				res.DroppedRX++
+			}
+		}
+		r.chain.Add(epoch, seen)
+		changed := epoch == 0
+		for _, g := range seen {
+			changed = changed || len(g.Console) > 0 || len(g.Events) > 0 || len(g.Net) > 0
+		}
+		if epoch == 0 {
+			res.BootWallMS = time.Since(bootStart).Milliseconds()
+			lastProgress = time.Now()
+			res.ReadyNS = seen[0].MonoNS
+			r.logf("all agents ready: %d ms wall, %.3f s virtual", res.BootWallMS, float64(res.ReadyNS)/1e9)
+			if r.warmSave == "" {
+				for _, n := range nodes {
+					n.m.Page().SetSeed(opt.Seed)
+				}
+			}
+		}
+		if epoch == r.branchAt && r.branchAt != 0 {
+			r.branch = opt.BranchSeed
+			for _, n := range nodes {
+				n.m.Page().SetBranch(r.branch)
+			}
+			r.logf("branch: seed %d from epoch %d", r.branch, epoch)
+		}
+		res.Epochs = epoch + 1
+		res.VirtualNS = epoch * epochNS
+		switch {
+		case epoch > 0 && allDone && waitsFor:
+			res.Ended = "all-exited"
+		case epoch >= maxEpochs:
+			res.Ended = "duration"
+		}
+		if changed || res.Ended != "" {
+			// Per-guest digests only for the lines written: most epochs
+			// of a quiet cluster have nothing to record.
+			line := trace.Line{Epoch: epoch, Chain: r.chain.Sum()}
+			for _, g := range seen {
+				line.Guests = append(line.Guests, g.Name+"="+g.Digest())
+			}
+			if res.Ended != "" {
+				line.Comment = "end"
+			}
+			r.lastLine = line.Format()
+			fmt.Fprintln(r.traceW, r.lastLine)
+			if err := r.expect(line); err != nil {
+				return err
+			}
+		}
+		if res.Ended != "" {
+			break
+		}
+		if opt.Log != nil && time.Since(lastProgress) > 5*time.Second {
+			lastProgress = time.Now()
+			r.logf("epoch %d/%d (%.2f s virtual)", epoch, maxEpochs, float64(epoch*epochNS)/1e9)
+		}
+		for _, n := range nodes {
+			n.m.Page().SetEpoch(epoch + 1)
+		}
+		if epoch == 0 && r.warmSave != "" {
+			// Saves, writes the seed and lets the guests run on.
+			if err := r.saveWarm(ctx, r.lastLine); err != nil {
+				return err
+			}
+		} else if snapEvery > 0 && epoch > 0 && epoch%snapEvery == 0 && epoch != r.res.FromEpoch {
+			// The snapshot releases the guests itself (pause → save →
+			// cont); they run on into epoch+1 as if nothing happened.
+			if err := r.snapshot(ctx, epoch); err != nil {
+				return err
+			}
+		} else {
+			for _, n := range nodes {
+				if opt.NoBarrier && epoch > 0 {
+					continue // released already
+				}
+				if err := n.m.Release(); err != nil {
+					return Infra("%v", err)
+				}
+			}
+		}
+		if epoch == r.startEpoch {
+			loopStart = time.Now()
+		} else {
+			held += time.Since(allHeld)
+		}
+	}
+	if ep := res.Epochs - 1 - r.startEpoch; res.Epochs > r.startEpoch+1 {
+		wall := time.Since(loopStart)
+		res.Perf = Perf{
+			EpochWallUS:    float64(wall.Microseconds()) / float64(ep),
+			HeldUS:         float64(held.Microseconds()) / float64(ep),
+			VirtualPerWall: float64(ep*epochNS) / float64(wall.Nanoseconds()),
+		}
+	}
+	return nil
+}
+
+// scratch is where migration files live between QEMU and the store: in
+// memory when /dev/shm is there, so that they never reach the disk (the
+// store's syncfs would otherwise flush hundreds of MB it is about to
+// delete), else in the run directory.
+func scratch(runDir string) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && unix.Access("/dev/shm", unix.W_OK) == nil {
+		return "/dev/shm"
+	}
+	return runDir
+}
+
+// expect checks a trace line against the run being reproduced.
+func (r *runner) expect(l trace.Line) error {
+	if r.opt.Expect == nil {
+		return nil
+	}
+	exp := r.opt.Expect
+	for len(exp) > 0 && exp[0].Epoch <= r.res.FromEpoch && r.res.FromEpoch > 0 {
+		exp = exp[1:] // before the snapshot this run continues from
+	}
+	var want trace.Line
+	if len(exp) > 0 {
+		want = exp[0]
+		r.opt.Expect = exp[1:]
+	} else {
+		r.opt.Expect = exp[:0]
+	}
+	if d, ok := trace.Compare([]trace.Line{want}, []trace.Line{l}); !ok || len(exp) == 0 {
+		if len(exp) == 0 {
+			d = trace.Divergence{Epoch: l.Epoch, What: fmt.Sprintf("activity at epoch %d after the recorded run ended", l.Epoch)}
+		}
+		return &DivergenceError{d}
+	}
+	return nil
+}
+
+// snapshot saves the whole cluster, held at the barrier of epoch, into the
+// store, and lets it run on. The page of every guest already says epoch+1
+// and holds the frames due then, so the snapshot is the exact state a
+// continuation needs.
+func (r *runner) snapshot(ctx context.Context, epoch uint64) error {
+	st, err := r.openStore()
+	if err != nil {
+		return err
+	}
+	info := SnapshotInfo{Epoch: epoch, VirtualNS: epoch * uint64(r.s.Epoch)}
+	t0 := time.Now()
+	paths, err := r.pauseAndSave(ctx, epoch)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(paths[0]))
+	info.SaveMS = time.Since(t0).Milliseconds()
+	// The guests are saved: let them run while the files are stored.
+	if err := r.each(func(n *node) error { return n.m.Cont(ctx) }); err != nil {
+		return Infra("snapshot at epoch %d: %v", epoch, err)
+	}
+	t2 := time.Now()
+	state, err := json.Marshal(r.ctlState(epoch, ""))
+	if err != nil {
+		return err
+	}
+	m := &snapshot.Manifest{
+		Parent: r.parent, Epoch: epoch, VirtualNS: info.VirtualNS, Segments: r.res.Segments,
+		Scenario: r.s.Name, Kernel: r.res.Kernel, Images: r.res.Images, QEMU: r.qemuV, State: state,
+	}
+	if m, err = st.Put(m, paths); err != nil {
+		return Infra("snapshot at epoch %d: store: %v", epoch, err)
+	}
+	info.StoreMS = time.Since(t2).Milliseconds()
+	info.ID, info.Bytes, info.NewBytes = m.ID, m.Bytes, m.NewBytes
+	r.parent = m.ID
+	r.res.Snapshots = append(r.res.Snapshots, info)
+	r.logf("snapshot %s at epoch %d (%.3f s virtual): pause+save %d ms, store %d ms, %d MB new",
+		m.ID, epoch, float64(info.VirtualNS)/1e9, info.SaveMS, info.StoreMS, info.NewBytes>>20)
+	return nil
+}
+
+// pauseAndSave pauses every guest held at the barrier of epoch and writes
+// each one's state to a file; it returns the files' paths. The guests
+// stay paused.
+func (r *runner) pauseAndSave(ctx context.Context, epoch uint64) ([]string, error) {
+	waits := make([]func(context.Context) error, len(r.nodes))
+	for i, n := range r.nodes {
+		var err error
+		if waits[i], err = n.m.BeginPause(ctx); err != nil {
+			return nil, Infra("snapshot at epoch %d: %v", epoch, err)
+		}
+	}
+	for _, w := range waits {
+		if err := w(ctx); err != nil {
+			return nil, Infra("snapshot at epoch %d: %v", epoch, err)
+		}
+	}
+	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir), "detvm-snapshot-")
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(r.nodes))
+	for i, n := range r.nodes {
+		paths[i] = filepath.Join(tmp, n.spec.Name+".mig")
+	}
+	err = r.each(func(n *node) error { return n.m.Save(ctx, filepath.Join(tmp, n.spec.Name+".mig")) })
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, Infra("snapshot at epoch %d: %v", epoch, err)
+	}
+	return paths, nil
+}
+
+// ctlState freezes the controller at the barrier of epoch.
+func (r *runner) ctlState(epoch uint64, traceLine string) ctlState {
+	cs := ctlState{Epoch: epoch, Chain: r.chain.State(), Switch: r.sw.State(), Exits: map[string]map[string]int{},
+		ReadyNS: r.res.ReadyNS, DroppedRX: r.res.DroppedRX, Branch: r.branch, TraceLine: traceLine}
+	for _, n := range r.nodes {
+		cs.Exits[n.spec.Name] = n.exits
+	}
+	return cs
+}
