@@ -268,6 +268,28 @@ func writeTar(out string, files []member) error {
 	return os.Rename(tmp, out)
 }
 
+// Peek reads only a bundle's bundle.json (its first member).
+func Peek(path string) (*Bundle, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	h, err := tr.Next()
+	if err != nil || h.Name != "bundle.json" {
+		return nil, fmt.Errorf("%s: not a replay bundle (a run's replay.detvm starts with bundle.json)", path)
+	}
+	var b Bundle
+	if err := json.NewDecoder(tr).Decode(&b); err != nil {
+		return nil, fmt.Errorf("%s: bundle.json: %w", path, err)
+	}
+	if b.Format != Format {
+		return nil, fmt.Errorf("%s: format %q, this detvm reads %q", path, b.Format, Format)
+	}
+	return &b, nil
+}
+
 // Open reads a bundle and extracts its files into dir.
 func Open(path, dir string) (*Bundle, error) {
 	f, err := os.Open(path)

@@ -35,6 +35,9 @@ the recorded ones is refused before anything runs, naming each difference (exit 
 			if _, err := os.Stat(args[0]); err != nil {
 				return usagef("%v: pass the replay.detvm file of a run", err)
 			}
+			if _, err := replay.Peek(args[0]); err != nil {
+				return usageError{err}
+			}
 			if out == "" {
 				// The wall clock names the directory only.
 				out = filepath.Join("runs", "replay-"+time.Now().Format("20060102-150405.000"))

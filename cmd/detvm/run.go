@@ -57,19 +57,19 @@ func runCmd() *cobra.Command {
 			if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
 				return usagef("--out %s is not empty; choose a new directory", out)
 			}
-			tools, err := cluster.Locate()
-			if err != nil {
-				return err
-			}
 			if repeat < 1 {
 				return usagef("--repeat %d: must be at least 1", repeat)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			opt := cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr, NoBarrier: noBarrier, SnapshotEvery: snapEvery, From: from, Cold: cold}
 			if err := snapshotOptions(&opt, seedFlag, store, branchSeed, noBarrier); err != nil {
 				return err
 			}
+			tools, err := cluster.Locate()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			if noBarrier {
 				fmt.Fprintln(os.Stderr, "detvm: --no-barrier: guests run free; this run is NOT deterministic (debug only)")
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,7 +135,7 @@ func benchCmd() *cobra.Command {
 			fmt.Printf("%-4s %14s %18s\n", "run", "boot_wall_ms", "ready_virtual_ms")
 			var sumWall, sumVirt float64
 			for i := 0; i < n; i++ {
-				res, err := cluster.Run(context.Background(), s, tools, cluster.Options{Seed: 1, RunDir: filepath.Join(dir, strconv.Itoa(i))})
+				res, err := cluster.Run(context.Background(), s, tools, cluster.Options{Seed: 1, RunDir: filepath.Join(dir, strconv.Itoa(i)), Cold: true})
 				if err != nil {
 					return err
 				}
@@ -158,8 +159,93 @@ func benchCmd() *cobra.Command {
 		},
 	}
 	kernel.Flags().IntVarP(&kn, "count", "n", 3, "runs per variant")
-	b.AddCommand(boot, kernel)
+	b.AddCommand(boot, kernel, benchSnapshotCmd())
 	return b
+}
+
+func benchSnapshotCmd() *cobra.Command {
+	var every time.Duration
+	var restores int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "snapshot [SCENARIO]",
+		Short: "Measure cluster snapshots: save, store, restore, dedup, warm start vs cold boot, against a plain migrate",
+		Long: `snapshot runs SCENARIO (default examples/etcd/short.yaml, 3 nodes + sidecar) with a snapshot
+every --every of virtual time, then restores one snapshot --restores times, boots the cluster
+cold and warm, and saves one guest with a plain QMP migrate; it prints every number and the
+ratios, all measured in this one run.`,
+		Example: "  detvm bench snapshot --every 25ms",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "examples/etcd/short.yaml"
+			if len(args) == 1 {
+				path = args[0]
+			}
+			s, err := scenario.Load(path)
+			if err != nil {
+				return usageError{err}
+			}
+			tools, err := cluster.Locate()
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "detvm-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			b, err := cluster.BenchSnapshots(context.Background(), s, tools, dir, every, restores, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(b)
+			}
+			printSnapshotBench(b)
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&every, "every", 25*time.Millisecond, "virtual time between snapshots")
+	c.Flags().IntVar(&restores, "restores", 3, "restores to time")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the raw measurements as JSON")
+	return c
+}
+
+func printSnapshotBench(b *cluster.SnapshotBench) {
+	var save, store, total, newB []int64
+	for _, s := range b.Snapshots {
+		save = append(save, s.SaveMS)
+		store = append(store, s.StoreMS)
+		total = append(total, s.SaveMS+s.StoreMS)
+		newB = append(newB, s.NewBytes)
+	}
+	med := cluster.Median
+	ratio := func(a, b int64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f×", float64(a)/float64(b))
+	}
+	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+	fmt.Printf("Scenario %s: %d guests of %d MiB, %d snapshots.\n\n", b.Scenario, b.Guests, b.MemoryMiB, len(b.Snapshots))
+	fmt.Println("| measurement | value | vs plain migrate of one VM (default cap) | vs plain migrate, uncapped |")
+	fmt.Println("|---|---|---|---|")
+	fmt.Printf("| plain `migrate` of one VM to a file, default 128 MiB/s cap | %d ms (%s) | 1× | |\n", b.PlainSaveMS, mb(b.PlainFileBytes))
+	fmt.Printf("| plain `migrate` of one VM, cap lifted | %d ms | %s | 1× |\n", b.PlainSaveFastMS, ratio(b.PlainSaveFastMS, b.PlainSaveMS))
+	fmt.Printf("| cluster snapshot: pause + save all guests (median) | %d ms | %s | %s |\n", med(save), ratio(med(save), b.PlainSaveMS), ratio(med(save), b.PlainSaveFastMS))
+	fmt.Printf("| cluster snapshot: into the dedup store (median) | %d ms | | |\n", med(store))
+	fmt.Printf("| cluster snapshot: total (median) | %d ms | %s | %s |\n", med(total), ratio(med(total), b.PlainSaveMS), ratio(med(total), b.PlainSaveFastMS))
+	fmt.Printf("| load of one VM from its snapshot file | %d ms | | |\n", b.OneLoadMS)
+	fmt.Printf("| cluster restore to running (median of %d) | %d ms | load: %s | |\n", len(b.Restores), med(b.Restores), ratio(med(b.Restores), b.OneLoadMS))
+	fmt.Printf("| cold boot to all agents ready | %d ms | | |\n", b.ColdBoot)
+	fmt.Printf("| warm start to all agents ready | %d ms | cold/warm: %s | |\n", b.WarmStart, ratio(b.ColdBoot, b.WarmStart))
+	fmt.Printf("| first snapshot's bytes on disk | %s | | |\n", mb(b.FirstBytes))
+	if len(newB) > 1 {
+		fmt.Printf("| new bytes per later snapshot (median) | %s | | |\n", mb(med(newB[1:])))
+	}
+	fmt.Printf("| store after %d snapshots | %s | %s of the first | |\n", len(b.Snapshots), mb(b.StoreBytes), ratio(b.StoreBytes, b.FirstBytes))
 }
 
 // benchKernel separates the kernel's own boot cost from detvm's: the same
