@@ -16,8 +16,7 @@ build:
 	gcc -O2 -Wall -pthread -o examples/hello/rand examples/hello/rand.c
 
 demo: setup build
-	$(BIN)/detvm doctor
-	$(BIN)/detvm run examples/hello/scenario.yaml --seed 1
+	bash scripts/demo.sh
 
 # The whole suite, real QEMU tests included (about 10 minutes on 2 cores).
 test: setup build check
