@@ -25,6 +25,7 @@ test: setup build check
 # Long repetitions outside CI: 10 runs per example, half under a CPU hog.
 soak: setup build
 	bash scripts/soak.sh | tee docs/soak.md
+	bash scripts/snapshot-soak.sh | tee docs/snapshot-soak.md
 
 bench: setup build
 	bash scripts/bench.sh | tee docs/benchmarks.md

@@ -58,3 +58,7 @@ import sys
 l1, f1, l4, f4 = map(float, sys.argv[1:])
 print(f"Lock-step overhead (free-running ÷ lock-step virtual/wall): one guest {f1/l1:.2f}×, 3+1 idle cluster {f4/l4:.2f}× (goal ≤ 1.3×).")
 PY
+echo
+echo "## Cluster snapshots (\`detvm bench snapshot --every 25ms\`, examples/etcd/short.yaml)"
+echo
+$D bench snapshot --every 25ms 2>/dev/null

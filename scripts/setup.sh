@@ -4,7 +4,8 @@
 #
 # It adds bookworm-backports (for QEMU 10) using the archive URI the machine's
 # own apt sources already name — never a hard-coded mirror — then installs the
-# packages, and fetches Debian's kernel package into the detvm cache.
+# packages, fetches Debian's kernel package into the detvm cache, and builds
+# detvm's patched QEMU into it (scripts/build-qemu.sh).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -107,3 +108,9 @@ if ! ls "$KDIR"/*/root/boot/vmlinuz-* >/dev/null 2>&1; then
 	mv "$KDIR/$ver.tmp" "$KDIR/$ver"
 fi
 log "ok: guest kernel in $KDIR: $(ls "$KDIR" | tr '\n' ' ')"
+
+# detvm's own QEMU: upstream source of the installed version plus the patches
+# in third_party/qemu/patches (the icount idle-warp race fix: DESIGN.md "Real
+# fix", issue 8), built once per machine into $CACHE/qemu/<key>/. A few minutes
+# the first time, well under a second once cached. Runs do not use it yet.
+bash "$(dirname "${BASH_SOURCE[0]}")/build-qemu.sh"
