@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/detvm/detvm/snapshot"
+	"github.com/detvm/detvm/trace"
 	"github.com/detvm/detvm/vmm"
 )
 
@@ -64,7 +65,15 @@ func (r *runner) warmOrBoot(ctx context.Context) error {
 			}
 		})
 		if err == nil {
+			// The cold boot's line for epoch 0, which a replay checks too.
+			var l trace.Line
+			if l, err = trace.ParseLine(cs.TraceLine); err != nil {
+				return Infra("warm start %s: trace line: %v", id, err)
+			}
 			fmt.Fprintln(r.traceW, cs.TraceLine)
+			if err := r.expect(l); err != nil {
+				return err
+			}
 			r.res.WarmStart = true
 			r.res.BootWallMS = time.Since(t0).Milliseconds()
 			r.logf("warm start: %d guest(s) ready in %d ms (cached boot %.12s)", len(r.nodes), r.res.BootWallMS, id)
