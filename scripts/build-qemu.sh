@@ -6,6 +6,8 @@
 # and returns in well under a second.
 #
 #   result: $CACHE/qemu/<key>/qemu-system-x86_64 (+ build-info.txt next to it)
+#           and a symlink $CACHE/qemu/<variant> -> <key> ("default" unless
+#           DETVM_QEMU_VARIANT is set)
 #   CACHE = ${DETVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/detvm}
 #   key   = sha256 over the orig tarball's sha256, each patch's name and
 #           sha256 (in the order applied) and the configure flags.
@@ -31,6 +33,9 @@
 # Needs root only for what it may have to install (a deb-src source, build
 # dependencies); a cached build needs nothing.
 set -euo pipefail
+# All of it in one block: bash parses the block before running it, so editing
+# or checking out this file while a build runs cannot derail the run.
+{
 
 log() { printf 'build-qemu: %s\n' "$*" >&2; }
 die() { printf 'build-qemu: error: %s\n' "$*" >&2; exit 1; }
@@ -44,11 +49,14 @@ BACKPORTS_SRC=/etc/apt/sources.list.d/detvm-backports-src.sources
 VARIANT=${DETVM_QEMU_VARIANT:-}
 export DEBIAN_FRONTEND=noninteractive
 
-# --prefix=/usr: the binary looks for its firmware (pvh.bin, qboot.rom, …)
-# in Debian's /usr/share/qemu by default, as `-L /usr/share/qemu` would say.
-# It is never installed there: it stays in the cache.
+# --prefix=/usr --disable-relocatable: the binary looks for its firmware
+# (pvh.bin for -kernel, ...) in Debian's /usr/share/qemu, as
+# `-L /usr/share/qemu` would say, wherever the binary is. (Relocatable, it
+# would look in <its dir>/../share/qemu.) It is never installed there: it stays
+# in the cache.
 CONFIGURE_FLAGS=(
 	--prefix=/usr
+	--disable-relocatable
 	--python=/usr/bin/python3 # not pyenv's python3 first in PATH
 	--target-list=x86_64-softmmu
 	--without-default-features
@@ -175,12 +183,20 @@ KEY=$(printf '%s' "$keyin" | sha256sum | cut -c1-16)
 OUT=$QCACHE/$KEY
 BIN=$OUT/qemu-system-x86_64
 
+# $QCACHE/<variant> -> <key>: the build of the current patches, for detvm to
+# find without computing the key (default: $QCACHE/default/qemu-system-x86_64).
+link_variant() {
+	ln -sfn "$KEY" "$QCACHE/.$VARIANT_NAME.tmp"
+	mv -fT "$QCACHE/.$VARIANT_NAME.tmp" "$QCACHE/$VARIANT_NAME"
+}
+
 if [ -x "$BIN" ] && [ -f "$OUT/build-info.txt" ]; then
+	[ "$(readlink "$QCACHE/$VARIANT_NAME" 2>/dev/null)" = "$KEY" ] || link_variant
 	log "ok: cached $VARIANT_NAME QEMU $UPVER: $BIN"
 	[ "${DETVM_QEMU_PRINT_PATH:-}" = 1 ] && echo "$BIN"
 	exit 0
 fi
-log "building $VARIANT_NAME QEMU $UPVER (key $KEY); about 3 minutes on 2 cores"
+log "building $VARIANT_NAME QEMU $UPVER (key $KEY); a few minutes"
 
 # --- 5. build dependencies -----------------------------------------------------
 # meson: QEMU 10 needs >= 1.5 (bookworm has 1.0); pycotap: bookworm lacks it.
@@ -206,6 +222,7 @@ TARBALL=$SRCDIR/$ORIG
 if [ -f "$TARBALL" ] && [ "$(sha256sum <"$TARBALL" | cut -d' ' -f1)" = "$SHA" ]; then
 	log "source: $TARBALL (cached, SHA-256 ok)"
 else
+	[ -f "$BACKPORTS_SRC" ] || lookup_source
 	uri=$(awk '/^URIs:/ { print $2; exit }' "$BACKPORTS_SRC")
 	url=${uri%/}/$DIR/$ORIG
 	log "downloading $url ($((SIZE / 1024 / 1024)) MB)"
@@ -213,7 +230,7 @@ else
 	curl -fsSL --retry 3 --connect-timeout 20 -o "$TARBALL.part" "$url" || die "download of $url failed"
 	got=$(sha256sum <"$TARBALL.part" | cut -d' ' -f1)
 	if [ "$got" != "$SHA" ]; then
-		rm -f "$TARBALL.part"
+		rm -f "$TARBALL.part" "$RECORD" # the next run reads the index again
 		die "SHA-256 mismatch for $ORIG: got $got, the Sources index says $SHA; not building from it"
 	fi
 	mv "$TARBALL.part" "$TARBALL"
@@ -224,13 +241,14 @@ fi
 # --- 7. unpack, patch, configure, build ------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/detvm-qemu-build.XXXXXX")
 trap 'log "failed; build tree kept in $tmp"' ERR
+trap 'rm -rf "$tmp"; exit 130' INT TERM HUP
 log "unpacking into $tmp"
 tar -xJf "$TARBALL" -C "$tmp"
 src=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
 [ -f "$src/configure" ] || die "no configure in the unpacked tarball"
 for p in "${patches[@]}"; do
 	log "patch ${p#"$PATCHDIR"/}"
-	patch -d "$src" -p1 --batch --forward --quiet <"$p" || die "patch ${p#"$PATCHDIR"/} does not apply to $UPVER"
+	patch -d "$src" -p1 --batch --forward --quiet --no-backup-if-mismatch <"$p" || die "patch ${p#"$PATCHDIR"/} does not apply to $UPVER"
 done
 
 log "configure ${CONFIGURE_FLAGS[*]}"
@@ -257,13 +275,16 @@ cp "$src/build/qemu-system-x86_64" "$OUT.tmp/"
 	for p in "${patches[@]}"; do echo "  ${p#"$PATCHDIR"/} $(sha256sum <"$p" | cut -d' ' -f1)"; done
 	echo "configure: ${CONFIGURE_FLAGS[*]}"
 	echo "built:     $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(($(date +%s) - start)) s on $(nproc) cores"
-	echo "firmware:  built with --prefix=/usr, so it finds Debian's /usr/share/qemu"
-	echo "           (pvh.bin, qboot.rom, ...) by itself; -L /usr/share/qemu says the same."
+	echo "firmware:  built with --prefix=/usr --disable-relocatable: it finds Debian's"
+	echo "           /usr/share/qemu (pvh.bin, ...) by itself; -L /usr/share/qemu says the same."
+	echo "run:       $BIN -L /usr/share/qemu ..."
 } >"$OUT.tmp/build-info.txt"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
-trap - ERR
+link_variant
+trap - ERR INT TERM HUP
 rm -rf "$tmp"
 log "ok: $VARIANT_NAME QEMU $UPVER built in $(($(date +%s) - start)) s: $BIN"
 [ "${DETVM_QEMU_PRINT_PATH:-}" = 1 ] && echo "$BIN"
 exit 0
+}
