@@ -31,11 +31,15 @@ import (
 
 // Tools are the host files a run needs. Locate fills them in.
 type Tools struct {
-	QEMU     string
-	BIOS     string
-	Busybox  string
-	Agent    string
-	CacheDir string
+	QEMU string
+	// PatchedQEMU is detvm's own build (scripts/build-qemu.sh), with the
+	// icount warp race fixed; "" if it is not built. Idle mode "warp"
+	// needs it.
+	PatchedQEMU string
+	BIOS        string
+	Busybox     string
+	Agent       string
+	CacheDir    string
 }
 
 // DefaultCacheDir is $DETVM_CACHE, else $XDG_CACHE_HOME/detvm, else ~/.cache/detvm.
@@ -66,6 +70,11 @@ func Locate() (Tools, error) {
 	}
 	if _, err := QEMUVersion(t.QEMU); err != nil {
 		return t, err
+	}
+	if p := filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"); os.Getenv("DETVM_QEMU") != "" {
+		t.PatchedQEMU = t.QEMU // the user's choice, for every idle mode
+	} else if _, err := os.Stat(p); err == nil {
+		t.PatchedQEMU = p
 	}
 	if _, err := os.Stat(t.BIOS); err != nil {
 		return t, Infra("%s missing; run `make setup`", t.BIOS)
@@ -124,6 +133,19 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// QEMUFor returns the QEMU for an idle mode: guests that halt ("warp")
+// need detvm's patched build; spinning guests run on the stock one.
+func (t Tools) QEMUFor(idle string) (string, error) {
+	if idle != scenario.IdleWarp {
+		return t.QEMU, nil
+	}
+	if t.PatchedQEMU == "" {
+		return "", Infra("idle mode warp needs detvm's patched QEMU (%s): run `make setup`, or use --idle spin",
+			filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"))
+	}
+	return t.PatchedQEMU, nil
 }
 
 // Kernel loads the guest kernel from the cache.
@@ -220,6 +242,8 @@ type Result struct {
 	Verdicts   []Verdict         `json:"verdicts"`
 	Images     map[string]string `json:"images"` // node → initramfs sha256
 	Kernel     string            `json:"kernel"` // vmlinux sha256
+	Idle       string            `json:"idle"`   // spin or warp
+	QEMU       string            `json:"qemu"`   // the QEMU binary the run used
 	// Segments describe the run's randomness: the run seed from epoch 0,
 	// then each branch's seed from the epoch it took effect.
 	Segments     []snapshot.Segment `json:"segments"`

@@ -131,6 +131,9 @@ func (r *runner) prepare() error {
 	if err != nil {
 		return err
 	}
+	if r.tools.QEMU, err = r.tools.QEMUFor(s.Idle); err != nil {
+		return err
+	}
 	if r.qemuV, err = QEMUVersion(r.tools.QEMU); err != nil {
 		return err
 	}
@@ -145,7 +148,8 @@ func (r *runner) prepare() error {
 			_ = os.WriteFile(filepath.Join(opt.RunDir, "scenario.yaml"), b, 0o644)
 		}
 	}
-	r.res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: r.kern.SHA256}
+	r.res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: r.kern.SHA256,
+		Idle: s.Idle, QEMU: r.tools.QEMU}
 	guests := s.Guests()
 	r.nodes = make([]*node, len(guests))
 	for i, spec := range guests {

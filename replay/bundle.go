@@ -79,10 +79,6 @@ type Env struct {
 	Argv        map[string][]string `json:"qemu_argv"` // per node, paths replaced by $QEMU, $KERNEL, $IMAGE, $PLUGIN, $RUN
 }
 
-// Idle is how guests idle in this build: they spin (DESIGN.md, the QEMU
-// idle-warp race), so that a replay on a build that warps is refused.
-const Idle = "spin"
-
 // Write puts a bundle for the finished run res (of scenario file
 // scenarioPath, run with opt) into res.RunDir/replay.detvm. Portable
 // bundles carry the kernel and the node images too.
@@ -144,12 +140,12 @@ func Write(res *cluster.Result, scenarioPath string, opt cluster.Options, tools 
 
 // environment describes the machine res ran on.
 func environment(res *cluster.Result, tools cluster.Tools) (Env, error) {
-	e := Env{Kernel: res.Kernel, Images: res.Images, Plugin: vmm.PluginSourceHash(), Idle: Idle, Argv: map[string][]string{}}
+	e := Env{Kernel: res.Kernel, Images: res.Images, Plugin: vmm.PluginSourceHash(), Idle: res.Idle, Argv: map[string][]string{}}
 	var err error
-	if e.QEMUVersion, err = cluster.QEMUVersion(tools.QEMU); err != nil {
+	if e.QEMUVersion, err = cluster.QEMUVersion(res.QEMU); err != nil {
 		return e, err
 	}
-	if e.QEMUSHA256, err = fileSHA(tools.QEMU); err != nil {
+	if e.QEMUSHA256, err = fileSHA(res.QEMU); err != nil {
 		return e, fmt.Errorf("replay bundle: QEMU: %w", err)
 	}
 	if e.Agent, err = fileSHA(tools.Agent); err != nil {

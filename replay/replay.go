@@ -149,7 +149,15 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 		}
 		differ("guest agent "+tools.Agent, b.Env.Agent, agent)
 	}
+	// The recorded idle mode is an input of the run, like its seed.
+	if b.Env.Idle != "" {
+		s.Idle = b.Env.Idle
+	}
 	if err := s.Complete(); err != nil {
+		return nil, ro, err
+	}
+	qemu, err := tools.QEMUFor(s.Idle)
+	if err != nil {
 		return nil, ro, err
 	}
 	kernSum, err := fileSHA(ro.Kernel)
@@ -169,22 +177,21 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 		}
 		differ("node "+g.Name+" image", b.Env.Images[g.Name], sum)
 	}
-	qv, err := cluster.QEMUVersion(tools.QEMU)
+	qv, err := cluster.QEMUVersion(qemu)
 	if err != nil {
 		return nil, ro, err
 	}
 	differ("QEMU version", b.Env.QEMUVersion, qv)
-	qs, err := fileSHA(tools.QEMU)
+	qs, err := fileSHA(qemu)
 	if err != nil {
 		return nil, ro, cluster.Infra("QEMU: %v", err)
 	}
-	differ("QEMU binary "+tools.QEMU, b.Env.QEMUSHA256, qs)
+	differ("QEMU binary "+qemu, b.Env.QEMUSHA256, qs)
 	differ("barrier plugin source", b.Env.Plugin, vmm.PluginSourceHash())
-	differ("idle mode", b.Env.Idle, Idle)
 	for _, g := range s.Guests() {
 		// The command line this detvm would use, normalised like the
 		// recorded one: flags that changed show up here.
-		cfg := vmm.Config{Name: g.Name, QEMU: tools.QEMU, BIOS: tools.BIOS, Kernel: ro.Kernel, Initrd: ro.Images[g.Name],
+		cfg := vmm.Config{Name: g.Name, QEMU: qemu, BIOS: tools.BIOS, Kernel: ro.Kernel, Initrd: ro.Images[g.Name],
 			MemoryMiB: g.Memory, Plugin: "/p", Shared: filepath.Join(opt.RunDir, g.Name, "shared"), Console: filepath.Join(opt.RunDir, g.Name, "console.log")}
 		now := normalize(cfg.CommandLine(), opt.RunDir)
 		for i := range now {

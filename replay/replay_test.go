@@ -67,11 +67,14 @@ func TestReplay(t *testing.T) {
 		t.Logf("diverged at epoch %d: %s; %s", o.Epoch, o.What, o.Event)
 	})
 	t.Run("other-environment-refused", func(t *testing.T) {
-		p := rewrite(t, copyPath, func(b *replay.Bundle) { b.Env.QEMUSHA256 = strings.Repeat("0", 64); b.Env.Idle = "warp" })
+		p := rewrite(t, copyPath, func(b *replay.Bundle) {
+			b.Env.QEMUSHA256 = strings.Repeat("0", 64)
+			b.Env.Plugin = strings.Repeat("1", 64)
+		})
 		_, err := replay.Replay(context.Background(), p, tools, replay.Options{RunDir: filepath.Join(t.TempDir(), "replay")})
 		var ie *cluster.InfraError
-		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "QEMU binary") || !strings.Contains(err.Error(), "idle mode") {
-			t.Fatalf("replay with another QEMU: %v, want an InfraError naming the QEMU binary and the idle mode", err)
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "QEMU binary") || !strings.Contains(err.Error(), "barrier plugin") {
+			t.Fatalf("replay with another QEMU: %v, want an InfraError naming the QEMU binary and the plugin", err)
 		}
 	})
 }

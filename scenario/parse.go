@@ -52,7 +52,7 @@ type schema struct {
 var guestKeys = []string{"binary", "args", "env", "daemon", "memory", "files", "include", "commands"}
 
 var (
-	topSchema     = schema{what: "the scenario (top level)", keys: []string{"name", "seed", "duration", "epoch", "network", "nodes", "sidecar"}, extensions: true}
+	topSchema     = schema{what: "the scenario (top level)", keys: []string{"name", "seed", "duration", "epoch", "network", "nodes", "sidecar", "idle"}, extensions: true}
 	nodeSchema    = schema{what: "a node (an item of nodes)", keys: append([]string{"name", "count"}, guestKeys...)}
 	networkSchema = schema{what: "the network (network:)", keys: []string{"subnet", "epoch"}}
 	sidecarSchema = schema{what: "the sidecar (sidecar:)", keys: guestKeys, rejected: map[string]string{
@@ -270,6 +270,16 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 	if v := f.opt("seed"); v != nil {
 		if seed, ok := p.seed(v); ok {
 			s.Seed = seed
+		}
+	}
+	s.Idle = IdleSpin
+	if v := f.opt("idle"); v != nil {
+		if text, ok := p.scalar(v, "idle", "a string", `use "idle: spin" or "idle: warp"`); ok {
+			if text != IdleSpin && text != IdleWarp {
+				p.fail(v.Line, "idle", fmt.Sprintf("%q is not an idle mode", text), `use "spin" (guests never halt; any QEMU) or "warp" (idle guests skip ahead; detvm's patched QEMU)`)
+			} else {
+				s.Idle = text
+			}
 		}
 	}
 	durOK := false

@@ -35,6 +35,12 @@ const (
 	SidecarName = "sidecar"
 )
 
+// Idle modes (Scenario.Idle).
+const (
+	IdleSpin = "spin"
+	IdleWarp = "warp"
+)
+
 // Scenario is one test run: a set of guests, the nodes and an optional
 // sidecar, started together on one virtual IPv4 network and run in
 // lock-step for Duration of virtual time.
@@ -45,6 +51,11 @@ type Scenario struct {
 	// Seed feeds every source of randomness in the run; the CLI may
 	// override it. Default 1.
 	Seed uint64
+	// Idle is how idle guests pass time: IdleSpin (the default: an
+	// idle-priority spinner keeps the vCPU from halting, safe on any QEMU)
+	// or IdleWarp (guests halt and QEMU warps to the next timer; needs
+	// detvm's patched QEMU, see docs/limits.md). The CLI may override it.
+	Idle string
 	// Duration is the virtual-time limit of the run. Required, > 0.
 	Duration time.Duration
 	// Epoch is the length of one lock-step epoch, between MinEpoch and

@@ -42,6 +42,7 @@ nodes:
 func exampleScenario() *Scenario {
 	return &Scenario{
 		Name:     "etcd-single",
+		Idle:     IdleSpin,
 		Seed:     1,
 		Duration: 4 * time.Second,
 		Epoch:    time.Millisecond,
@@ -310,7 +311,7 @@ func TestMergeKeys(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	const (
 		nodeKeys = "(allowed: name, count, binary, args, env, daemon, memory, files, include, commands)"
-		topKeys  = "(allowed: name, seed, duration, epoch, network, nodes, sidecar)"
+		topKeys  = "(allowed: name, seed, duration, epoch, network, nodes, sidecar, idle)"
 	)
 	for _, c := range []struct {
 		name, file, yaml, want string
@@ -336,7 +337,7 @@ nodes:
 		{"unknown field alias", "x.yaml", "duration: 2s\nnodes: [{name: a, binary: b, environment: {A: b}}]\n",
 			`x.yaml:2: nodes[0].environment: unknown field; did you mean "env"? ` + nodeKeys},
 		{"field at wrong level", "x.yaml", "duration: 2s\nmemory: 512\nnodes: [{name: a, binary: b}]\n",
-			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar)`},
+			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle)`},
 		{"seed not a number", "x.yaml", "name: x\nseed: abc\nduration: 2s\nnodes: [{name: a, binary: b}]\n",
 			`x.yaml:2: seed: "abc" is not a number; use a non-negative integer like 7`},
 		{"seed negative", "x.yaml", "seed: -3\nduration: 2s\nnodes: [{name: a, binary: b}]\n",

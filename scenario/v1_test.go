@@ -46,6 +46,7 @@ func clusterScenario() *Scenario {
 	const endpoints = "http://node-1:2379,http://node-2:2379,http://node-3:2379"
 	s := &Scenario{
 		Name:     "etcd-cluster",
+		Idle:     IdleSpin,
 		Seed:     1,
 		Duration: 10 * time.Second,
 		Epoch:    time.Millisecond,
@@ -357,8 +358,10 @@ func TestV1Errors(t *testing.T) {
 			`x.yaml:2: network: is a list, not a mapping; indent its fields under "network:", like "subnet: 10.89.0.0/24"`},
 		{"network unknown field", "duration: 1s\nnetwork:\n  cidr: 10.0.0.0/24\n" + one,
 			`x.yaml:3: network.cidr: unknown field; did you mean "subnet"? (allowed: subnet, epoch)`},
+		{"bad idle mode", "duration: 1s\nidle: sleep\n" + one,
+			`x.yaml:2: idle: "sleep" is not an idle mode; use "spin" (guests never halt; any QEMU) or "warp" (idle guests skip ahead; detvm's patched QEMU)`},
 		{"subnet at top level", "duration: 1s\nsubnet: 10.0.0.0/24\n" + one,
-			`x.yaml:2: subnet: unknown field; subnet is a field of the network (network:), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar)`},
+			`x.yaml:2: subnet: unknown field; subnet is a field of the network (network:), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle)`},
 		{"subnet not CIDR", "duration: 1s\nnetwork:\n  subnet: ten-net\n" + one,
 			`x.yaml:3: network.subnet: "ten-net" is not a subnet in CIDR notation; write an IPv4 network in CIDR notation, like 10.89.0.0/24`},
 		{"subnet bad address", "duration: 1s\nnetwork:\n  subnet: 10.0.0.256/24\n" + one,

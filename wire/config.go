@@ -15,6 +15,9 @@ type Config struct {
 	Main    *Proc    `json:"main,omitempty"`    // nil: a guest that only runs Commands
 	// Commands run one after another once Main has started.
 	Commands []Proc `json:"commands,omitempty"`
+	// Halt lets the vCPU halt when the guest idles (idle mode "warp", on
+	// detvm's patched QEMU). False: the agent runs an idle spinner.
+	Halt bool `json:"halt,omitempty"`
 }
 
 // Proc is a process the agent starts.

@@ -25,7 +25,7 @@ func isCobraUsage(err error) bool {
 }
 
 func runCmd() *cobra.Command {
-	var seedFlag, out, from, store, branchSeed string
+	var seedFlag, out, from, store, branchSeed, idle string
 	var asJSON, noBarrier, portable, cold bool
 	var repeat int
 	var snapEvery time.Duration
@@ -49,6 +49,13 @@ func runCmd() *cobra.Command {
 					return usagef("--seed %q is not a number; use a non-negative integer like --seed 7", seedFlag)
 				}
 				s.Seed = seed
+			}
+			switch idle {
+			case "":
+			case scenario.IdleSpin, scenario.IdleWarp:
+				s.Idle = idle
+			default:
+				return usagef("--idle %q: use spin (guests never halt; any QEMU) or warp (idle guests skip ahead; detvm's patched QEMU)", idle)
 			}
 			if out == "" {
 				// The wall clock names the directory only; it never reaches a guest.
@@ -106,6 +113,7 @@ func runCmd() *cobra.Command {
 	c.Flags().DurationVar(&snapEvery, "snapshot-every", 0, "take a cluster snapshot every DURATION of virtual time (e.g. 5s)")
 	c.Flags().StringVar(&store, "store", "", "snapshot store: a run directory or a store directory (default OUT/snapshots)")
 	c.Flags().StringVar(&from, "from-snapshot", "", "continue from snapshot ID in --store instead of booting")
+	c.Flags().StringVar(&idle, "idle", "", "how idle guests pass time: spin (default) or warp (needs detvm's patched QEMU; overrides the scenario's idle:)")
 	c.Flags().BoolVar(&cold, "cold", false, "boot the guests even if a warm start (the cluster saved right after its first boot) is cached")
 	c.Flags().BoolVar(&portable, "portable", false, "the replay bundle also carries the kernel and node images (replays on a machine without the scenario's files)")
 	c.Flags().StringVar(&branchSeed, "branch-seed", "", "with --from-snapshot: continue with this seed for everything random after the snapshot")

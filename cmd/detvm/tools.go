@@ -43,6 +43,12 @@ func doctorCmd() *cobra.Command {
 			}
 			qv, err := cluster.QEMUVersion(qemu)
 			check("qemu", err, qemu+" "+qv)
+			if tools.PatchedQEMU != "" {
+				pv, err := cluster.QEMUVersion(tools.PatchedQEMU)
+				check("qemu-patched", err, tools.PatchedQEMU+" "+pv+" (idle mode warp)")
+			} else {
+				fmt.Println("note  qemu-patched: not built; `make setup` builds it (needed for --idle warp)")
+			}
 			_, err = os.Stat(tools.BIOS)
 			check("qboot", err, tools.BIOS)
 			check("busybox", staticELF(tools.Busybox), tools.Busybox+" (static)")

@@ -95,8 +95,10 @@ func (a *agent) run() error {
 	}
 	a.page = page
 	a.page.Init()
-	if err := startSpinner(); err != nil {
-		return err
+	if !a.cfg.Halt {
+		if err := startSpinner(); err != nil {
+			return err
+		}
 	}
 	ready := make(chan struct{})
 	go a.epochLoop(ready)
