@@ -59,6 +59,21 @@ l1, f1, l4, f4 = map(float, sys.argv[1:])
 print(f"Lock-step overhead (free-running ÷ lock-step virtual/wall): one guest {f1/l1:.2f}×, 3+1 idle cluster {f4/l4:.2f}× (goal ≤ 1.3×).")
 PY
 echo
+echo "## Idle mode: warp (patched QEMU, guests halt) vs spin, same run"
+echo
+echo "| run | guests | boot ms | virtual s | wall ms | epoch wall µs | held µs | virtual/wall |"
+echo "|---|---|---|---|---|---|---|---|"
+run idle-example-warp examples/idle/scenario.yaml --idle warp
+run idle-example-spin examples/idle/scenario.yaml --idle spin
+run etcd-warp examples/etcd/short.yaml --idle warp
+run etcd-spin examples/etcd/short.yaml --idle spin
+echo
+$py - "$(vpw idle-example-warp)" "$(vpw idle-example-spin)" "$(vpw etcd-warp)" "$(vpw etcd-spin)" <<'PY'
+import sys
+iw, isp, ew, es = map(float, sys.argv[1:])
+print(f"examples/idle: warp runs {iw/isp:.2f}× the virtual time per wall second of spin (goal ≥ 5×); etcd short: warp/spin {ew/es:.2f}× (goal: within 1.1× of spin).")
+PY
+echo
 echo "## Cluster snapshots (\`detvm bench snapshot --every 25ms\`, examples/etcd/short.yaml)"
 echo
 $D bench snapshot --every 25ms 2>/dev/null
