@@ -115,14 +115,15 @@ func QEMUVersion(qemu string) (string, error) {
 
 // KernelFile describes a vmlinux given as a file (a replay bundle's).
 func KernelFile(path string) (*images.Kernel, error) {
-	sum, err := fileSHA256(path)
+	sum, err := FileSHA256(path)
 	if err != nil {
 		return nil, Infra("kernel: %v", err)
 	}
 	return &images.Kernel{Version: "file", Vmlinux: path, SHA256: sum}, nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file's content.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -52,13 +52,20 @@ func CompareRuns(a, b string) (d trace.Divergence, detail string, same bool, err
 	if same || d.Guest == "" {
 		return d, "", same, nil
 	}
-	ea, err := epochEvents(filepath.Join(a, d.Guest, "events.jsonl"), d.Epoch)
+	detail, err = EventDiff(filepath.Join(a, d.Guest, "events.jsonl"), filepath.Join(b, d.Guest, "events.jsonl"), d.Epoch)
+	return d, detail, false, err
+}
+
+// EventDiff names the first event of epoch that differs between two
+// events.jsonl files of one guest.
+func EventDiff(pathA, pathB string, epoch uint64) (string, error) {
+	ea, err := epochEvents(pathA, epoch)
 	if err != nil {
-		return d, "", false, err
+		return "", err
 	}
-	eb, err := epochEvents(filepath.Join(b, d.Guest, "events.jsonl"), d.Epoch)
+	eb, err := epochEvents(pathB, epoch)
 	if err != nil {
-		return d, "", false, err
+		return "", err
 	}
 	for i := 0; i < len(ea) || i < len(eb); i++ {
 		var x, y string
@@ -69,10 +76,10 @@ func CompareRuns(a, b string) (d trace.Divergence, detail string, same bool, err
 			y = eb[i]
 		}
 		if x != y {
-			return d, fmt.Sprintf("event %d of the epoch: %s vs %s", i+1, orNone(x), orNone(y)), false, nil
+			return fmt.Sprintf("event %d of the epoch: %s vs %s", i+1, orNone(x), orNone(y)), nil
 		}
 	}
-	return d, "same events; the console, the frames sent or the guest's virtual time differ", false, nil
+	return "same events; the console, the frames sent or the guest's virtual time differ", nil
 }
 
 // fromEpoch is the snapshot epoch a run continued from (0: it booted).

@@ -156,7 +156,7 @@ func (r *runner) prepare() error {
 		var path, sum string
 		if p, ok := opt.Images[spec.Name]; ok {
 			path = p
-			if sum, err = fileSHA256(p); err != nil {
+			if sum, err = FileSHA256(p); err != nil {
 				return Infra("node %s: image: %v", spec.Name, err)
 			}
 		} else if path, sum, err = BuildImage(s, spec, r.kern, r.tools); err != nil {

@@ -28,7 +28,7 @@ import (
 // barrier.
 func (r *runner) warmKey() (string, error) {
 	h := sha256.New()
-	qemuSum, err := fileSHA256(r.tools.QEMU)
+	qemuSum, err := FileSHA256(r.tools.QEMU)
 	if err != nil {
 		return "", err
 	}

@@ -145,10 +145,10 @@ func environment(res *cluster.Result, tools cluster.Tools) (Env, error) {
 	if e.QEMUVersion, err = cluster.QEMUVersion(res.QEMU); err != nil {
 		return e, err
 	}
-	if e.QEMUSHA256, err = fileSHA(res.QEMU); err != nil {
+	if e.QEMUSHA256, err = cluster.FileSHA256(res.QEMU); err != nil {
 		return e, fmt.Errorf("replay bundle: QEMU: %w", err)
 	}
-	if e.Agent, err = fileSHA(tools.Agent); err != nil {
+	if e.Agent, err = cluster.FileSHA256(tools.Agent); err != nil {
 		return e, fmt.Errorf("replay bundle: agent: %w", err)
 	}
 	for n := range res.Images {

@@ -1,12 +1,9 @@
 package replay
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,7 +78,7 @@ func Replay(ctx context.Context, path string, tools cluster.Tools, opt Options) 
 	case errors.As(err, &de):
 		out.Epoch, out.Guest, out.What = de.Epoch, de.Guest, de.What
 		if de.Guest != "" {
-			out.Event = firstEventDiff(filepath.Join(dir, "events", de.Guest+".jsonl"), filepath.Join(opt.RunDir, de.Guest, "events.jsonl"), de.Epoch)
+			out.Event, _ = cluster.EventDiff(filepath.Join(dir, "events", de.Guest+".jsonl"), filepath.Join(opt.RunDir, de.Guest, "events.jsonl"), de.Epoch)
 		}
 		return out, nil
 	case err != nil:
@@ -143,7 +140,7 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 			}
 			ro.Images[g.Name] = p
 		}
-		agent, err := fileSHA(tools.Agent)
+		agent, err := cluster.FileSHA256(tools.Agent)
 		if err != nil {
 			return nil, ro, cluster.Infra("agent: %v", err)
 		}
@@ -160,7 +157,7 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 	if err != nil {
 		return nil, ro, err
 	}
-	kernSum, err := fileSHA(ro.Kernel)
+	kernSum, err := cluster.FileSHA256(ro.Kernel)
 	if err != nil {
 		return nil, ro, cluster.Infra("kernel: %v", err)
 	}
@@ -171,7 +168,7 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 			diffs = append(diffs, "node "+g.Name+": not in the bundle")
 			continue
 		}
-		sum, err := fileSHA(p)
+		sum, err := cluster.FileSHA256(p)
 		if err != nil {
 			return nil, ro, cluster.Infra("node %s image: %v", g.Name, err)
 		}
@@ -182,7 +179,7 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 		return nil, ro, err
 	}
 	differ("QEMU version", b.Env.QEMUVersion, qv)
-	qs, err := fileSHA(qemu)
+	qs, err := cluster.FileSHA256(qemu)
 	if err != nil {
 		return nil, ro, cluster.Infra("QEMU: %v", err)
 	}
@@ -219,52 +216,6 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 	return s, ro, nil
 }
 
-// firstEventDiff names the first event of epoch that differs between the
-// recorded and the replayed events of one guest.
-func firstEventDiff(recorded, replayed string, epoch uint64) string {
-	a, b := epochEvents(recorded, epoch), epochEvents(replayed, epoch)
-	for i := 0; i < len(a) || i < len(b); i++ {
-		var x, y string
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y {
-			return fmt.Sprintf("event %d of the epoch: recorded %s, replayed %s", i+1, orNone(x), orNone(y))
-		}
-	}
-	return "same events; the console, the frames sent or the guest's virtual time differ"
-}
-
-func epochEvents(path string, epoch uint64) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var e struct {
-			Epoch uint64 `json:"epoch"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Epoch == epoch {
-			out = append(out, string(bytes.Clone(sc.Bytes())))
-		}
-	}
-	return out
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
 func short(h string) string {
 	if len(h) == 64 {
 		return h[:16]
@@ -275,17 +226,4 @@ func short(h string) string {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func fileSHA(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
