@@ -111,7 +111,7 @@ func (b *SnapshotBench) plain(ctx context.Context, s *scenario.Scenario, tools T
 	if err := r.prepare(); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(scratch(dir), "detvm-bench-")
+	tmp, err := os.MkdirTemp(scratch(dir, r.guestBytes()), "detvm-bench-")
 	if err != nil {
 		return err
 	}

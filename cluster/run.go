@@ -327,7 +327,7 @@ func (r *runner) load(ctx context.Context, st *snapshot.Store, id string, before
 		return nil, nil, Infra("snapshot %s: controller state: %v", m.ID, err)
 	}
 	r.logf("restoring snapshot %s (epoch %d, %.3f s virtual)", m.ID, m.Epoch, float64(m.VirtualNS)/1e9)
-	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir), "detvm-restore-")
+	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir, r.guestBytes()), "detvm-restore-")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -587,14 +587,26 @@ func (r *runner) loop(ctx context.Context) error {
 }
 
 // scratch is where migration files live between QEMU and the store: in
-// memory when /dev/shm is there, so that they never reach the disk (the
-// store's syncfs would otherwise flush hundreds of MB it is about to
-// delete), else in the run directory.
-func scratch(runDir string) string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && unix.Access("/dev/shm", unix.W_OK) == nil {
+// memory when /dev/shm has room for need bytes with a margin, so that they
+// never reach the disk (the store's syncfs would otherwise flush hundreds of
+// MB it is about to delete), else in the run directory (containers often
+// give /dev/shm only 64 MB).
+func scratch(runDir string, need int64) string {
+	var st unix.Statfs_t
+	if unix.Access("/dev/shm", unix.W_OK) == nil && unix.Statfs("/dev/shm", &st) == nil &&
+		int64(st.Bavail)*st.Bsize > 2*need {
 		return "/dev/shm"
 	}
 	return runDir
+}
+
+// guestBytes is the guests' memory: an upper bound of their migration files.
+func (r *runner) guestBytes() int64 {
+	var n int64
+	for _, g := range r.nodes {
+		n += int64(g.spec.Memory+16) << 20
+	}
+	return n
 }
 
 // expect checks a trace line against the run being reproduced.
@@ -680,7 +692,7 @@ func (r *runner) pauseAndSave(ctx context.Context, epoch uint64) ([]string, erro
 			return nil, Infra("snapshot at epoch %d: %v", epoch, err)
 		}
 	}
-	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir), "detvm-snapshot-")
+	tmp, err := os.MkdirTemp(scratch(r.opt.RunDir, r.guestBytes()), "detvm-snapshot-")
 	if err != nil {
 		return nil, err
 	}
