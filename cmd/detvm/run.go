@@ -178,12 +178,15 @@ func printResult(r *cluster.Result) {
 	fmt.Printf("seed      %d\n", r.Seed)
 	fmt.Printf("trace     %s\n", r.TraceHash)
 	fmt.Printf("replay    detvm replay %s\n", filepath.Join(r.RunDir, replay.FileName))
-	boot := "boot"
-	if r.WarmStart {
-		boot = "warm start"
+	start := fmt.Sprintf("boot %.1f s", float64(r.BootWallMS)/1e3)
+	switch {
+	case r.FromSnapshot != "":
+		start = fmt.Sprintf("restore %.1f s", float64(r.RestoreMS)/1e3)
+	case r.WarmStart:
+		start = fmt.Sprintf("warm start %.1f s", float64(r.BootWallMS)/1e3)
 	}
-	fmt.Printf("time      %.3f s virtual in %d epochs, %.1f s wall (%s %.1f s); ended: %s\n",
-		float64(r.VirtualNS)/1e9, r.Epochs, float64(r.WallMS)/1e3, boot, float64(r.BootWallMS)/1e3, r.Ended)
+	fmt.Printf("time      %.3f s virtual in %d epochs, %.1f s wall (%s); ended: %s\n",
+		float64(r.VirtualNS)/1e9, r.Epochs, float64(r.WallMS)/1e3, start, r.Ended)
 	if r.FromSnapshot != "" {
 		fmt.Printf("from      snapshot %s (epoch %d), restored in %d ms\n", r.FromSnapshot, r.FromEpoch, r.RestoreMS)
 	}
