@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/detvm/detvm/internal/atomicfile"
+
 	"github.com/detvm/detvm/snapshot"
 	"github.com/detvm/detvm/trace"
 	"github.com/detvm/detvm/vmm"
@@ -127,7 +129,10 @@ func (r *runner) saveWarm(ctx context.Context, traceLine string) error {
 		if err == nil {
 			m := &snapshot.Manifest{Epoch: 0, Scenario: r.s.Name, Kernel: r.res.Kernel, Images: r.res.Images, QEMU: r.qemuV, State: state}
 			if m, err = st.Put(m, paths); err == nil {
-				err = writeAtomic(filepath.Join(r.warmDir(), "index", r.warmSave), []byte(m.ID))
+				index := filepath.Join(r.warmDir(), "index", r.warmSave)
+				if err = os.MkdirAll(filepath.Dir(index), 0o755); err == nil {
+					err = atomicfile.Write(index, []byte(m.ID), 0o644)
+				}
 			}
 		}
 	}
@@ -137,15 +142,4 @@ func (r *runner) saveWarm(ctx context.Context, traceLine string) error {
 	}
 	r.logf("saved the booted cluster for warm starts in %d ms", time.Since(t0).Milliseconds())
 	return nil
-}
-
-func writeAtomic(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/detvm/detvm/internal/atomicfile"
+
 	"github.com/ulikunitz/xz"
 )
 
@@ -89,7 +91,7 @@ func LoadKernel(dir string) (*Kernel, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w (the cached package looks damaged: remove %s and %s)", vmlinuz, err, filepath.Join(dir, v), setupHint)
 		}
-		if err := writeFileAtomic(k.Vmlinux, elfData, 0o644); err != nil {
+		if err := atomicfile.Write(k.Vmlinux, elfData, 0o644); err != nil {
 			return nil, fmt.Errorf("writing vmlinux: %w", err)
 		}
 		h := sha256.Sum256(elfData)

@@ -3,10 +3,11 @@ package images
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/detvm/detvm/internal/atomicfile"
 )
 
 // Store writes data into dir under its content address, <sha256hex>.<ext>,
@@ -29,38 +30,8 @@ func Store(dir, ext string, data []byte) (path, sum string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return "", "", err
 	}
 	return path, sum, nil
-}
-
-// writeFileAtomic writes data to path so that readers see either the old
-// file or the complete new one. The data is synced before the rename
-// because content-addressed and derived files are trusted once present.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, path)
 }

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/detvm/detvm/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -127,7 +129,7 @@ func (s *Store) Put(m *Manifest, paths []string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot put: encoding the manifest: %w", err)
 	}
-	if err := writeFileAtomic(path, append(data, '\n')); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("snapshot put: writing %s: %w", path, err)
 	}
 	return m, nil

@@ -36,6 +36,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/detvm/detvm/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -437,7 +439,7 @@ func (s *Store) Remove(id string, force bool) error {
 	if err := os.Remove(s.manifestPath(full)); err != nil {
 		return fmt.Errorf("snapshot %s: %w", full, err)
 	}
-	return syncDir(filepath.Join(s.dir, "manifests"))
+	return atomicfile.SyncDir(filepath.Join(s.dir, "manifests"))
 }
 
 // ChildrenError is Remove's refusal to remove a snapshot that other
@@ -595,7 +597,7 @@ func (s *Store) bumpGeneration() error {
 	}
 	var n uint64
 	fmt.Sscan(old, &n)
-	return writeFileAtomic(s.generationPath(), []byte(fmt.Sprintln(n+1)))
+	return atomicfile.Write(s.generationPath(), []byte(fmt.Sprintln(n+1)), 0o644)
 }
 
 // DiskBytes returns the total size of the store's chunk files and
@@ -629,47 +631,6 @@ func (s *Store) DiskBytes() (int64, error) {
 		}
 	}
 	return total, nil
-}
-
-// writeFileAtomic writes data to path via a synced temp file and a rename,
-// then syncs the directory, so the file is either absent, old or complete.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // listHash is File.SHA256: a hash over the size and the chunk hashes.
