@@ -122,9 +122,10 @@ func Write(res *cluster.Result, scenarioPath string, opt cluster.Options, tools 
 		files = append(files, member{"events/" + n + ".jsonl", nil, filepath.Join(res.RunDir, n, "events.jsonl")})
 	}
 	if portable {
-		files = append(files, member{"kernel/vmlinux", nil, argAfter(res, "-kernel")})
-		for _, n := range sortedKeys(res.Images) {
-			files = append(files, member{"images/" + n + ".cpio", nil, imagePath(res, n)})
+		nodes := sortedKeys(res.Images)
+		files = append(files, member{"kernel/vmlinux", nil, flagValue(res.RunDir, nodes[0], "-kernel")})
+		for _, n := range nodes {
+			files = append(files, member{"images/" + n + ".cpio", nil, flagValue(res.RunDir, n, "-initrd")})
 		}
 	}
 	js, err := json.MarshalIndent(b, "", "  ")
@@ -191,28 +192,14 @@ func normalize(argv []string, runDir string) []string {
 	return out
 }
 
-func argAfter(res *cluster.Result, flag string) string {
-	for _, n := range sortedKeys(res.Images) {
-		argv, err := readArgv(res.RunDir, n)
-		if err != nil {
-			return ""
-		}
-		for i := 1; i < len(argv); i++ {
-			if argv[i-1] == flag {
-				return argv[i]
-			}
-		}
-	}
-	return ""
-}
-
-func imagePath(res *cluster.Result, node string) string {
-	argv, err := readArgv(res.RunDir, node)
+// flagValue is the argument after flag on node's recorded QEMU command line.
+func flagValue(runDir, node, flag string) string {
+	argv, err := readArgv(runDir, node)
 	if err != nil {
 		return ""
 	}
 	for i := 1; i < len(argv); i++ {
-		if argv[i-1] == "-initrd" {
+		if argv[i-1] == flag {
 			return argv[i]
 		}
 	}
