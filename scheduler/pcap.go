@@ -27,7 +27,8 @@ const pcapSnaplen = 262144
 // virtual start of SentEpoch+1, as time.Unix(0, 0).Add(virtual). That is the
 // moment the controller took it off the sender's wire, so the capture reads
 // like one taken at the switch's ingress: a frame held back by a delay rule
-// keeps its sending time. A consequence is that when the writer is fed
+// keeps its sending time, and both copies of a duplicated packet carry the
+// same stamp. A consequence is that when the writer is fed
 // Deliver's output (ordered by DeliverEpoch) and rules delay frames,
 // timestamps in the file need not be monotonic; tcpdump reads such files
 // as they are.
@@ -70,7 +71,7 @@ func (p *PCAPWriter) Write(frames []Frame) error {
 			Length:        len(f.Data),
 		}
 		if err := p.w.WritePacket(ci, data); err != nil {
-			return fmt.Errorf("scheduler: writing frame src=%d seq=%d to pcap: %w", f.Src, f.Seq, err)
+			return fmt.Errorf("scheduler: writing frame src=%d seq=%d copy=%d to pcap: %w", f.Src, f.Seq, f.Copy, err)
 		}
 	}
 	return nil

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,16 +22,38 @@ import (
 //	send epoch=E src=S [raw=HEX]            one packet given as bytes
 //	send epoch=E src=S                      several packets in one Send, one per
 //	  dst=ADDR [len=N] [id=X] | raw=HEX     input line, in sending order
+//	flood epoch=E src=S dst=ADDR n=N [len=L]  N packets in one Send, ids 0..N-1
 //	rules                                   replace the fault table, one rule per
-//	  [src=S] [dst=D] [from=F] [until=U] [drop] [delay=N]   input line (empty: clear)
-//	deliver epoch=E                         one line per frame delivered
+//	  [src=S] [dst=D] [from=F] [until=U]    input line (empty: clear); the keys
+//	  [drop] [delay=N] [jitter=N] ...       are those Rule.String prints
+//	seed value=N                            SetSeed
+//	deliver epoch=E                         one line per frame delivered; a
+//	                                        corrupted frame shows the flipped
+//	                                        bit as flip=BYTE.BIT
+//	deliver epoch=E summary                 one line per delivery epoch: frames,
+//	                                        duplicates, corrupted, bytes
 //	stats
 //	pending
+//	links                                   the rate-limited links' state
 //
 // Run with -rewrite to regenerate the expected output.
 func TestSwitch(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var s *Switch
+		// Every packet given to Send, by (src, seq), so deliver can show
+		// what corruption changed.
+		var sent map[[2]uint64][]byte
+		send := func(epoch uint64, src int, packets [][]byte) string {
+			if src < 0 || src >= len(s.addrs) {
+				t.Fatalf("no node %d", src)
+			}
+			for i, p := range packets {
+				sent[[2]uint64{uint64(src), s.seq[src] + uint64(i)}] = slices.Clone(p)
+			}
+			before, pendingBefore := s.Stats(), s.Pending()
+			s.Send(epoch, src, packets)
+			return statsDelta(before, s.Stats(), s.Pending()-pendingBefore)
+		}
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			if s == nil && d.Cmd != "switch" {
 				d.Fatalf(t, "%s before switch", d.Cmd)
@@ -48,6 +72,7 @@ func TestSwitch(t *testing.T) {
 					}
 				}
 				s = NewSwitch(addrs)
+				sent = map[[2]uint64][]byte{}
 				var b strings.Builder
 				for i, a := range s.Addrs() {
 					fmt.Fprintf(&b, "node %d %v\n", i, a)
@@ -71,9 +96,40 @@ func TestSwitch(t *testing.T) {
 						packets = append(packets, parsePacket(t, d, s, src, args))
 					}
 				}
-				before, pendingBefore := s.Stats(), s.Pending()
-				s.Send(epoch, src, packets)
-				return statsDelta(before, s.Stats(), s.Pending()-pendingBefore)
+				return send(epoch, src, packets)
+
+			case "flood":
+				var (
+					epoch  uint64
+					src, n int
+					dst    string
+					length = -1
+				)
+				d.ScanArgs(t, "epoch", &epoch)
+				d.ScanArgs(t, "src", &src)
+				d.ScanArgs(t, "dst", &dst)
+				d.ScanArgs(t, "n", &n)
+				if d.HasArg("len") {
+					d.ScanArgs(t, "len", &length)
+				}
+				if src < 0 || src >= len(s.addrs) {
+					d.Fatalf(t, "no node %d", src)
+				}
+				packets := make([][]byte, n)
+				for i := range packets {
+					p, err := testPacket(s.addrs[src], netip.MustParseAddr(dst), length, strconv.Itoa(i))
+					if err != nil {
+						d.Fatalf(t, "%v", err)
+					}
+					packets[i] = p
+				}
+				return send(epoch, src, packets)
+
+			case "seed":
+				var seed uint64
+				d.ScanArgs(t, "value", &seed)
+				s.SetSeed(seed)
+				return fmt.Sprintf("seed %d", s.Seed())
 
 			case "rules":
 				var rules []Rule
@@ -87,7 +143,9 @@ func TestSwitch(t *testing.T) {
 					}
 					rules = append(rules, parseRule(t, d, args))
 				}
-				s.SetRules(rules)
+				if err := s.SetRules(rules); err != nil {
+					return "error: " + err.Error()
+				}
 				if len(rules) == 0 {
 					return "(no rules)"
 				}
@@ -104,17 +162,35 @@ func TestSwitch(t *testing.T) {
 				if len(frames) == 0 {
 					return "(none)"
 				}
+				if d.HasArg("summary") {
+					return summarize(t, frames, sent)
+				}
 				var b strings.Builder
 				for _, f := range frames {
-					b.WriteString(formatFrame(f))
+					b.WriteString(formatFrame(t, f, sent[[2]uint64{uint64(f.Src), f.Seq}]))
 					b.WriteByte('\n')
 				}
 				return b.String()
 
 			case "stats":
 				st := s.Stats()
-				return fmt.Sprintf("sent=%d delivered=%d pending=%d dropped-noroute=%d dropped-malformed=%d dropped-rule=%d",
+				out := fmt.Sprintf("sent=%d delivered=%d pending=%d dropped-noroute=%d dropped-malformed=%d dropped-rule=%d",
 					st.Sent, st.Delivered, s.Pending(), st.DroppedNoRoute, st.DroppedMalformed, st.DroppedByRule)
+				if st.Duplicated != 0 || st.Corrupted != 0 {
+					out += fmt.Sprintf(" duplicated=%d corrupted=%d", st.Duplicated, st.Corrupted)
+				}
+				return out
+
+			case "links":
+				ls := s.State().Links
+				if len(ls) == 0 {
+					return "(idle)"
+				}
+				var b strings.Builder
+				for _, l := range ls {
+					fmt.Fprintf(&b, "%d->%d epoch=%d bytes=%d\n", l.Src, l.Dst, l.Epoch, l.Bytes)
+				}
+				return b.String()
 
 			case "pending":
 				return strconv.Itoa(s.Pending())
@@ -189,17 +265,37 @@ func parseRule(t *testing.T, d *datadriven.TestData, args []datadriven.CmdArg) R
 		}
 		var err error
 		v := arg.SingleVal(t)
+		u64 := func(p *uint64) { *p, err = strconv.ParseUint(v, 10, 64) }
+		ppm := func(p *uint32) {
+			var x uint64
+			x, err = strconv.ParseUint(v, 10, 32)
+			*p = uint32(x)
+		}
 		switch arg.Key {
 		case "src":
 			r.Src, err = strconv.Atoi(v)
 		case "dst":
 			r.Dst, err = strconv.Atoi(v)
 		case "from":
-			r.FromEpoch, err = strconv.ParseUint(v, 10, 64)
+			u64(&r.FromEpoch)
 		case "until":
-			r.UntilEpoch, err = strconv.ParseUint(v, 10, 64)
+			u64(&r.UntilEpoch)
 		case "delay":
-			r.DelayEpochs, err = strconv.ParseUint(v, 10, 64)
+			u64(&r.DelayEpochs)
+		case "jitter":
+			u64(&r.JitterEpochs)
+		case "loss":
+			ppm(&r.LossPPM)
+		case "duplicate":
+			ppm(&r.DuplicatePPM)
+		case "reorder":
+			ppm(&r.ReorderPPM)
+		case "reorder-epochs":
+			u64(&r.ReorderEpochs)
+		case "corrupt":
+			ppm(&r.CorruptPPM)
+		case "rate":
+			u64(&r.RateBytesPerEpoch)
 		default:
 			d.Fatalf(t, "unknown rule argument %s", arg.Key)
 		}
@@ -219,6 +315,8 @@ func statsDelta(before, after Stats, queued int) string {
 		{"dropped-noroute", after.DroppedNoRoute - before.DroppedNoRoute},
 		{"dropped-malformed", after.DroppedMalformed - before.DroppedMalformed},
 		{"dropped-rule", after.DroppedByRule - before.DroppedByRule},
+		{"duplicated", after.Duplicated - before.Duplicated},
+		{"corrupted", after.Corrupted - before.Corrupted},
 	} {
 		if c.n != 0 {
 			parts = append(parts, fmt.Sprintf("%s=%d", c.name, c.n))
@@ -227,12 +325,69 @@ func statsDelta(before, after Stats, queued int) string {
 	return strings.Join(parts, " ")
 }
 
-func formatFrame(f Frame) string {
+// formatFrame renders f; orig is the packet as sent, from which the id is
+// read (corruption may have hit the id in f.Data) and against which a
+// flipped bit is shown as flip=BYTE.BIT.
+func formatFrame(t *testing.T, f Frame, orig []byte) string {
+	t.Helper()
 	s := fmt.Sprintf("src=%d dst=%d seq=%d sent=%d deliver=%d", f.Src, f.Dst, f.Seq, f.SentEpoch, f.DeliverEpoch)
-	if id, ok := packetID(f.Data); ok {
+	if f.Copy != 0 {
+		s += fmt.Sprintf(" copy=%d", f.Copy)
+	}
+	if id, ok := packetID(orig); ok {
 		s += " id=" + id
 	}
-	return s + fmt.Sprintf(" len=%d", len(f.Data))
+	s += fmt.Sprintf(" len=%d", len(f.Data))
+	for _, d := range bitDiff(t, orig, f.Data) {
+		s += fmt.Sprintf(" flip=%d.%d", d/8, d%8)
+	}
+	return s
+}
+
+// bitDiff returns the indices (byte*8 + bit) of the bits in which a and b,
+// of equal length, differ.
+func bitDiff(t *testing.T, a, b []byte) []int {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("frame of %d bytes delivered for a packet of %d", len(b), len(a))
+	}
+	var out []int
+	for i := range a {
+		for x := a[i] ^ b[i]; x != 0; x &= x - 1 {
+			out = append(out, i*8+bits.TrailingZeros8(x))
+		}
+	}
+	return out
+}
+
+// summarize renders frames as one line per delivery epoch.
+func summarize(t *testing.T, frames []Frame, sent map[[2]uint64][]byte) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < len(frames); {
+		j := i
+		var copies, corrupted, bytes int
+		for ; j < len(frames) && frames[j].DeliverEpoch == frames[i].DeliverEpoch; j++ {
+			f := &frames[j]
+			if f.Copy != 0 {
+				copies++
+			}
+			if len(bitDiff(t, sent[[2]uint64{uint64(f.Src), f.Seq}], f.Data)) != 0 {
+				corrupted++
+			}
+			bytes += len(f.Data)
+		}
+		fmt.Fprintf(&b, "deliver=%d frames=%d", frames[i].DeliverEpoch, j-i)
+		if copies != 0 {
+			fmt.Fprintf(&b, " copies=%d", copies)
+		}
+		if corrupted != 0 {
+			fmt.Fprintf(&b, " corrupted=%d", corrupted)
+		}
+		fmt.Fprintf(&b, " bytes=%d\n", bytes)
+		i = j
+	}
+	return b.String()
 }
 
 func contains(ss []string, s string) bool {
