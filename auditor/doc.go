@@ -8,4 +8,7 @@
 // by [github.com/detvm/detvm/workload/history] and both take a time budget:
 // a check that runs out of it says [Unknown], never a guess, because a run
 // that is reported as passed must have been proved so.
+//
+// [github.com/detvm/detvm/auditor/properties] judges the SDK's assertions
+// (always, sometimes, reachable, ...) rather than a history: docs/sdk.md.
 package auditor
