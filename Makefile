@@ -4,6 +4,9 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/bin
 export DETVM_AGENT := $(BIN)/detvm-agent
+# Go programs the examples run in their guests, each built static into its
+# own directory (examples/etcd/register/register).
+GO_EXAMPLES := examples/etcd/register examples/buggy-kv/kv examples/buggy-kv/workload examples/sdk/sdkdemo
 
 .PHONY: setup build demo test soak bench check clean
 
@@ -14,6 +17,7 @@ build:
 	$(GO) build -o $(BIN)/detvm ./cmd/detvm
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/detvm-agent ./cmd/detvm-agent
 	gcc -O2 -Wall -pthread -o examples/hello/rand examples/hello/rand.c
+	for p in $(GO_EXAMPLES); do CGO_ENABLED=0 $(GO) build -trimpath -o $$p/$$(basename $$p) ./$$p || exit 1; done
 
 demo: setup build
 	bash scripts/demo.sh
@@ -26,6 +30,7 @@ test: setup build check
 soak: setup build
 	bash scripts/soak.sh | tee docs/soak.md
 	bash scripts/snapshot-soak.sh | tee docs/snapshot-soak.md
+	bash scripts/faults-soak.sh | tee docs/faults-soak.md
 
 bench: setup build
 	bash scripts/bench.sh | tee docs/benchmarks.md
@@ -36,4 +41,4 @@ check:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean:
-	rm -rf $(BIN) examples/hello/rand runs
+	rm -rf $(BIN) examples/hello/rand runs $(foreach p,$(GO_EXAMPLES),$(p)/$(notdir $(p)))

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/detvm/detvm/faults"
 	"github.com/detvm/detvm/images"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/scheduler"
@@ -206,6 +207,8 @@ type Options struct {
 	// epoch is checked as it ends, and the first difference stops the run
 	// with a *DivergenceError.
 	Expect []trace.Line
+	// Faults overrides the scenario's fault spec (detvm run --faults).
+	Faults *faults.Spec
 }
 
 // DivergenceError is a replayed run that left its recorded trace.
@@ -222,29 +225,40 @@ type Verdict struct {
 	Property string `json:"property"`
 	Status   string `json:"status"` // passed, failed, unknown
 	Message  string `json:"message,omitempty"`
+	// Kind is "exit" for a process's exit, else the SDK assertion's kind
+	// (always, sometimes, ...: docs/sdk.md).
+	Kind string `json:"kind,omitempty"`
+	// FirstFailure says where a failed property first failed, when there
+	// is such a point (not for a sometimes that was never true).
+	FirstFailure *FirstFailure `json:"first_failure,omitempty"`
 }
 
 // Result is what a run produced. JSON times carry their unit in the name.
 type Result struct {
-	Scenario   string            `json:"scenario"`
-	Seed       uint64            `json:"seed"`
-	TraceHash  string            `json:"trace_hash"`
-	RunDir     string            `json:"run_dir"`
-	Epochs     uint64            `json:"epochs"`
-	VirtualNS  uint64            `json:"virtual_ns"`
-	WallMS     int64             `json:"wall_ms"`
-	BootWallMS int64             `json:"boot_wall_ms"` // QEMU start → every agent at its first barrier
-	ReadyNS    uint64            `json:"ready_virtual_ns"`
-	Ended      string            `json:"ended"` // "all-exited" or "duration"
-	Network    scheduler.Stats   `json:"network"`
-	Perf       Perf              `json:"perf"`
-	DroppedRX  uint64            `json:"network_dropped_rx"` // frames that did not fit a receive region
-	ExitCodes  map[string]int    `json:"exit_codes"`
-	Verdicts   []Verdict         `json:"verdicts"`
-	Images     map[string]string `json:"images"` // node → initramfs sha256
-	Kernel     string            `json:"kernel"` // vmlinux sha256
-	Idle       string            `json:"idle"`   // spin or warp
-	QEMU       string            `json:"qemu"`   // the QEMU binary the run used
+	Scenario   string          `json:"scenario"`
+	Seed       uint64          `json:"seed"`
+	TraceHash  string          `json:"trace_hash"`
+	RunDir     string          `json:"run_dir"`
+	Epochs     uint64          `json:"epochs"`
+	VirtualNS  uint64          `json:"virtual_ns"`
+	WallMS     int64           `json:"wall_ms"`
+	BootWallMS int64           `json:"boot_wall_ms"` // QEMU start → every agent at its first barrier
+	ReadyNS    uint64          `json:"ready_virtual_ns"`
+	Ended      string          `json:"ended"` // "all-exited" or "duration"
+	Network    scheduler.Stats `json:"network"`
+	Perf       Perf            `json:"perf"`
+	DroppedRX  uint64          `json:"network_dropped_rx"` // frames that did not fit a receive region
+	// DroppedDown counts frames due to a node that a node fault held
+	// or cut off.
+	DroppedDown uint64 `json:"network_dropped_down,omitempty"`
+	// Faults is every fault of the schedule that started, in order.
+	Faults    []AppliedFault    `json:"faults,omitempty"`
+	ExitCodes map[string]int    `json:"exit_codes"`
+	Verdicts  []Verdict         `json:"verdicts"`
+	Images    map[string]string `json:"images"` // node → initramfs sha256
+	Kernel    string            `json:"kernel"` // vmlinux sha256
+	Idle      string            `json:"idle"`   // spin or warp
+	QEMU      string            `json:"qemu"`   // the QEMU binary the run used
 	// Segments describe the run's randomness: the run seed from epoch 0,
 	// then each branch's seed from the epoch it took effect.
 	Segments     []snapshot.Segment `json:"segments"`
@@ -253,6 +267,14 @@ type Result struct {
 	RestoreMS    int64              `json:"restore_wall_ms,omitempty"`
 	WarmStart    bool               `json:"warm_start"` // booted from the cached post-boot snapshot
 	Snapshots    []SnapshotInfo     `json:"snapshots,omitempty"`
+
+	// SetupCompleteEpoch is the epoch at which the first SDK
+	// setup_complete was collected; 0 if none was (no process runs
+	// before epoch 1).
+	SetupCompleteEpoch uint64 `json:"setup_complete_epoch,omitempty"`
+	// PropertyWarnings: SDK messages that were malformed, and messages
+	// asserted with two kinds.
+	PropertyWarnings []string `json:"property_warnings,omitempty"`
 }
 
 // SnapshotInfo is one snapshot a run took, with what it cost.
@@ -287,7 +309,11 @@ func (r *Result) Failed() bool {
 // BuildImage builds a node's initramfs into the content-addressed image
 // cache and returns its path and sha256.
 func BuildImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, tools Tools) (path, sum string, err error) {
-	img, err := nodeImage(s, n, kern, tools.Agent, tools.Busybox)
+	disk, err := nodeDisk(tools, n)
+	if err != nil {
+		return "", "", err
+	}
+	img, err := nodeImage(s, n, kern, tools.Agent, tools.Busybox, disk)
 	if err != nil {
 		return "", "", fmt.Errorf("node %s: image: %w", n.Name, err)
 	}
@@ -337,10 +363,21 @@ type eventJSON struct {
 
 func (n *node) record(epoch uint64, e wire.Event) {
 	j := eventJSON{Epoch: epoch, MonoNS: e.MonoNS, Kind: e.Kind.String(), Proc: e.Proc, Data: string(e.Data)}
-	if e.Kind == wire.KindExit {
+	switch e.Kind {
+	case wire.KindExit:
 		code := e.Code
 		j.Code = &code
-		n.exits[e.Proc] = int(e.Code)
+		if !n.recordTest(e, epoch) { // a test's command runs many times (composer.go)
+			n.exits[e.Proc] = int(e.Code)
+			n.props.exited(n.spec.Name, e.Proc, epoch)
+		}
+	case wire.KindStart:
+		// Started again (a kill fault's restart, a power cut's reboot):
+		// an earlier exit no longer says how it ended.
+		if !n.recordTest(e, epoch) {
+			delete(n.exits, e.Proc)
+			n.props.started(n.spec.Name, e.Proc)
+		}
 	}
 	b, _ := json.Marshal(j)
 	n.events.Write(append(b, '\n'))
@@ -355,6 +392,9 @@ func (n *node) record(epoch uint64, e wire.Event) {
 		data = fmt.Sprintf("exited with %d", e.Code)
 	case wire.KindStart:
 		data = "started " + data
+	case wire.KindSDK:
+		who = strings.TrimPrefix(who+"/sdk", "/")
+		data = n.props.observe(n.spec.Name, epoch, e)
 	}
 	fmt.Fprintf(n.out, "[%5d.%06d] %s: %s\n", e.MonoNS/1e9, e.MonoNS%1e9/1e3, who, data)
 }
@@ -379,7 +419,7 @@ func (n *node) verdicts(res *Result) {
 		if exited {
 			res.ExitCodes[key] = code
 		}
-		v := Verdict{Property: "exit:" + key, Status: "passed"}
+		v := Verdict{Property: "exit:" + key, Status: "passed", Kind: "exit"}
 		switch {
 		case p.daemon && exited:
 			v.Status, v.Message = "failed", fmt.Sprintf("daemon exited with %d before the end of the run", code)
@@ -390,8 +430,12 @@ func (n *node) verdicts(res *Result) {
 		case code != 0:
 			v.Status, v.Message = "failed", fmt.Sprintf("exited with %d", code)
 		}
+		if v.Status == "failed" {
+			v.FirstFailure = n.props.exitFailure(n.spec.Name, p.name, v.Message)
+		}
 		res.Verdicts = append(res.Verdicts, v)
 	}
+	n.testVerdicts(res) // composer.go
 	sort.SliceStable(res.Verdicts, func(i, j int) bool { return res.Verdicts[i].Property < res.Verdicts[j].Property })
 }
 

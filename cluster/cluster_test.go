@@ -187,6 +187,12 @@ func TestEtcdCluster(t *testing.T) {
 	if a.Failed() || a.Ended != "all-exited" {
 		t.Fatalf("etcd cluster failed (ended %s): %+v", a.Ended, a.Verdicts)
 	}
+	// The register workload's history (examples/etcd/register) is
+	// linearizable on a fault-free run.
+	if v := historyVerdict(t, a); v.Status != "passed" {
+		t.Errorf("etcd register history: %s: %s", v.Status, v.Message)
+	}
+	t.Logf("etcd register history: %s", historyCounts(t, a.RunDir))
 	if len(a.Snapshots) != 1 {
 		t.Fatalf("took %d snapshots, want 1 at 2.5 s", len(a.Snapshots))
 	}

@@ -22,7 +22,10 @@ var BaseEnv = []string{
 // nodeImage assembles the initramfs of one node. Nothing in it depends on
 // the seed, so one image serves every run of the scenario and its hash
 // identifies what the guest executes.
-func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agent, busybox string) (*images.Initramfs, error) {
+//
+// disk is the formatted image n's disk starts from (nodeDisk); its digest
+// goes into the image, so that the image's hash covers the disk too.
+func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agent, busybox string, disk images.DiskImage) (*images.Initramfs, error) {
 	img := images.NewInitramfs()
 	if err := img.AddHostFile("/init", agent, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -31,6 +34,9 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agen
 		return nil, fmt.Errorf("busybox: %w", err)
 	}
 	img.AddSymlink("/bin/sh", "busybox")
+	// The SDK's shell helper is the agent itself, run by this name
+	// (docs/sdk.md).
+	img.AddSymlink("/bin/detvm-sdk", "/init")
 	img.AddFile("/etc/hosts", []byte(s.Hosts()), 0o644)
 	img.AddFile("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	img.AddFile("/etc/group", []byte("root:x:0:\n"), 0o644)
@@ -82,6 +88,12 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agen
 			argv[0] = g
 		}
 		cfg.Commands = append(cfg.Commands, wire.Proc{Name: c.Name, Argv: argv, Env: envList(c.Env), AfterNS: uint64(c.After)})
+	}
+	if err := addTest(img, &cfg, n); err != nil { // composer.go
+		return nil, err
+	}
+	if err := addDisk(img, &cfg, n, kern, disk); err != nil {
+		return nil, err
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

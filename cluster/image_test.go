@@ -32,7 +32,7 @@ func TestNodeImageCommands(t *testing.T) {
 		{Name: "od", Run: []string{"/usr/bin/od", "-x"}},
 		{Name: "guest-only", Run: []string{"/no/such/host/program"}},
 	}}
-	img, err := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox")
+	img, err := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox", images.DiskImage{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestNodeImageCommands(t *testing.T) {
 		t.Errorf("a guest-only path was invented")
 	}
 	var cfg wire.Config
-	img2, _ := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox")
+	img2, _ := nodeImage(s, n, kern, "/bin/busybox", "/bin/busybox", images.DiskImage{})
 	b2, _ := img2.Bytes()
 	if string(b) != string(b2) {
 		t.Fatal("same node, different image bytes")

@@ -33,6 +33,7 @@ type node struct {
 	out     *bufio.Writer
 	outF    *os.File
 	exits   map[string]int
+	props   *propsSink // the run's SDK sink, shared by every node (props.go)
 }
 
 // runner is one run in progress: the guests, the switch and the trace.
@@ -63,6 +64,15 @@ type runner struct {
 	lastLine   string          // the last line written to trace.log
 	warmSave   string          // warm-start key to save the cluster under at epoch 0
 	chain0     trace.Chain     // the empty chain, for stopAll
+
+	fd          *faultDriver           // nil: no faults
+	held        map[int]hold           // nodes kept in their barrier by a node fault (the driver's map)
+	rebooting   map[int]bool           // power-cut nodes booting afresh, not yet at a barrier
+	pendingCmds map[int][]wire.Command // commands for nodes that cannot take them yet
+	faultLog    *bufio.Writer
+	faultLogF   *os.File
+
+	props *propsSink // SDK messages: history, property verdicts (props.go)
 }
 
 // Run executes s once and returns its result. Errors of the machinery are
@@ -98,6 +108,9 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 	if err != nil {
 		return nil, err
 	}
+	if err := r.startFaults(); err != nil {
+		return nil, err
+	}
 	if err := r.loop(ctx); err != nil {
 		return nil, err
 	}
@@ -108,6 +121,11 @@ func Run(ctx context.Context, s *scenario.Scenario, tools Tools, opt Options) (r
 	for _, n := range r.nodes {
 		n.verdicts(res)
 	}
+	r.props.verdicts(res) // after the exits, sorted by property
+	if err := r.props.flush(); err != nil {
+		return nil, err
+	}
+	r.checkHistory() // check: in the scenario (check.go)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(opt.RunDir, "result.json"), append(b, '\n'), 0o644); err != nil {
 		return nil, err
@@ -150,6 +168,9 @@ func (r *runner) prepare() error {
 	}
 	r.res = &Result{Scenario: s.Name, Seed: opt.Seed, RunDir: opt.RunDir, ExitCodes: map[string]int{}, Images: map[string]string{}, Kernel: r.kern.SHA256,
 		Idle: s.Idle, QEMU: r.tools.QEMU}
+	if r.props, err = newPropsSink(opt.RunDir, uint64(s.Epoch)); err != nil {
+		return err
+	}
 	guests := s.Guests()
 	r.nodes = make([]*node, len(guests))
 	for i, spec := range guests {
@@ -164,6 +185,7 @@ func (r *runner) prepare() error {
 		}
 		r.res.Images[spec.Name] = sum
 		n := &node{spec: spec, dir: filepath.Join(opt.RunDir, spec.Name), exits: map[string]int{}}
+		n.props = r.props
 		r.nodes[i] = n
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			return err
@@ -172,6 +194,9 @@ func (r *runner) prepare() error {
 			Name: spec.Name, QEMU: r.tools.QEMU, BIOS: r.tools.BIOS, Kernel: r.kern.Vmlinux, Initrd: path,
 			MemoryMiB: spec.Memory, Plugin: r.plugin,
 			Shared: filepath.Join(n.dir, "shared"), Console: filepath.Join(n.dir, "console.log"),
+		}
+		if err := r.attachDisk(n); err != nil {
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(n.dir, "qemu.argv"), []byte(strings.Join(n.cfg.CommandLine(), "\n")+"\n"), 0o644); err != nil {
 			return err
@@ -189,6 +214,7 @@ func (r *runner) prepare() error {
 		addrs[i] = g.Addr
 	}
 	r.sw = scheduler.NewSwitch(addrs)
+	r.sw.SetSeed(opt.Seed) // a restore brings back its snapshot's
 	if r.pcapF, err = os.Create(filepath.Join(opt.RunDir, "network.pcap")); err != nil {
 		return err
 	}
@@ -230,6 +256,11 @@ func (r *runner) close() {
 		r.traceW.Flush()
 		r.traceF.Close()
 	}
+	if r.faultLog != nil {
+		r.faultLog.Flush()
+		r.faultLogF.Close()
+	}
+	r.props.close()
 }
 
 // start starts every node's QEMU, booting or (incoming) waiting for a
@@ -266,9 +297,14 @@ type ctlState struct {
 	ReadyNS   uint64                    `json:"ready_virtual_ns"`
 	DroppedRX uint64                    `json:"dropped_rx"`
 	Branch    uint64                    `json:"branch"` // the branch seed in the pages
+	// Faults identifies the fault spec the run had (faultsID): a run
+	// continued with another would not have the past it was saved with.
+	Faults string `json:"faults,omitempty"`
 	// TraceLine is trace.log's line for Epoch: a warm start writes it, so
 	// that its trace.log reads like a cold boot's from epoch 0.
 	TraceLine string `json:"trace_line,omitempty"`
+	// Props is what the SDK told the run so far (props.go).
+	Props *propsState `json:"props,omitempty"`
 }
 
 func (r *runner) openStore() (*snapshot.Store, error) {
@@ -296,6 +332,9 @@ func (r *runner) restore(ctx context.Context) error {
 	r.res.Segments = append([]snapshot.Segment(nil), m.Segments...)
 	if len(r.res.Segments) > 0 {
 		r.res.Seed = r.res.Segments[0].Seed
+	}
+	if cs.Faults != r.faultsID() {
+		return Infra("snapshot %s was taken with fault spec %q, this run has %q: a continued run keeps the faults it had (give the same --faults, or none if the scenario's were used)", m.ID, cs.Faults, r.faultsID())
 	}
 	r.res.FromSnapshot, r.res.FromEpoch = m.ID, cs.Epoch
 	r.parent = m.ID
@@ -374,6 +413,9 @@ func (r *runner) load(ctx context.Context, st *snapshot.Store, id string, before
 	}
 	r.res.ReadyNS, r.res.DroppedRX = cs.ReadyNS, cs.DroppedRX
 	r.branch = cs.Branch
+	if err := r.props.restore(cs.Props); err != nil {
+		return nil, nil, Infra("snapshot %s: %v", m.ID, err)
+	}
 	r.startEpoch = cs.Epoch + 1
 	return m, &cs, nil
 }
@@ -438,7 +480,7 @@ func (r *runner) loop(ctx context.Context) error {
 	// duration, rather than being "all exited" at once.
 	waitsFor := false
 	for _, n := range nodes {
-		waitsFor = waitsFor || (n.spec.Binary != "" && !n.spec.Daemon) || len(n.spec.Commands) > 0
+		waitsFor = waitsFor || (n.spec.Binary != "" && !n.spec.Daemon) || len(n.spec.Commands) > 0 || n.spec.Test != nil
 	}
 	bootStart := time.Now()
 	lastProgress := time.Now()
@@ -455,8 +497,25 @@ func (r *runner) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return Infra("interrupted at epoch %d; what the run produced so far is in %s", epoch, opt.RunDir)
 			}
-			if err := n.m.WaitBarrier(timeout); err != nil {
+			if _, held := r.held[i]; held {
+				// Kept in its barrier by a node fault: it ran nothing.
+				p := n.m.Page()
+				seen[i] = trace.Guest{Name: n.spec.Name, MonoNS: p.MonoNS()}
+				allDone = allDone && p.State() == wire.StateDone
+				continue
+			}
+			t := timeout
+			if r.rebooting[i] {
+				t = opt.BootTimeout
+			}
+			if err := n.m.WaitBarrier(t); err != nil {
 				return Infra("%s", n.hangReport(epoch, err))
+			}
+			if r.rebooting[i] {
+				// A power-cut node's fresh agent is ready: its clock
+				// origin is this barrier (wire: Base).
+				delete(r.rebooting, i)
+				n.m.Page().SetBase(epoch)
 			}
 			if opt.NoBarrier && epoch > 0 {
 				// Debug mode: let the guest run on while we read its page.
@@ -480,9 +539,33 @@ func (r *runner) loop(ctx context.Context) error {
 			allDone = allDone && done
 		}
 		allHeld := time.Now()
+		// Faults that begin or heal at the boundary into epoch+1. The
+		// switch's new table applies to frames sent from epoch+1 on.
+		var fp plan
+		if epoch > 0 {
+			// The boundary into epoch 1 belongs to boot (a warm start
+			// caches the cluster there), so faults begin from epoch 2.
+			fp = r.planFaults(epoch + 1)
+		}
+		if fp.setRules {
+			if err := r.sw.SetRules(fp.rules); err != nil {
+				return Infra("epoch %d: fault rules: %v", epoch+1, err)
+			}
+		}
 		// Frames sent during this epoch reach their destinations at the
-		// start of the next one, while every guest is still held.
+		// start of the next one, while every guest is still held. A node
+		// held by a node fault receives nothing: like a NIC of a stopped
+		// machine, its frames are lost.
 		due := r.sw.Deliver(epoch + 1)
+		kept := due[:0]
+		for _, f := range due {
+			if _, held := r.held[f.Dst]; held || r.rebooting[f.Dst] {
+				res.DroppedDown++
+				continue
+			}
+			kept = append(kept, f)
+		}
+		due = kept
 		if err := r.pcap.Write(due); err != nil {
 			return err
 		}
@@ -491,8 +574,14 @@ func (r *runner) loop(ctx context.Context) error {
 				res.DroppedRX++
 			}
 		}
+		if len(fp.lines) > 0 {
+			// The controller's own "guest": what the fault schedule did
+			// is part of the trace, so two runs whose faults differ
+			// differ in their hash even if no guest noticed.
+			seen = append(seen, trace.Guest{Name: faultsGuest, Events: []byte(strings.Join(fp.lines, "\n") + "\n")})
+		}
 		r.chain.Add(epoch, seen)
-		changed := epoch == 0
+		changed := epoch == 0 || len(fp.lines) > 0
 		for _, g := range seen {
 			changed = changed || len(g.Console) > 0 || len(g.Events) > 0 || len(g.Net) > 0
 		}
@@ -509,6 +598,7 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		if epoch == r.branchAt && r.branchAt != 0 {
 			r.branch = opt.BranchSeed
+			r.sw.SetSeed(r.branch)
 			for _, n := range nodes {
 				n.m.Page().SetBranch(r.branch)
 			}
@@ -545,24 +635,31 @@ func (r *runner) loop(ctx context.Context) error {
 			lastProgress = time.Now()
 			r.logf("epoch %d/%d (%.2f s virtual)", epoch, maxEpochs, float64(epoch*epochNS)/1e9)
 		}
-		for _, n := range nodes {
+		for i, n := range nodes {
 			n.m.Page().SetEpoch(epoch + 1)
+			r.pendingCmds[i] = append(r.pendingCmds[i], fp.cmds[i]...)
+		}
+		if err := r.applyHolds(ctx, fp, epoch+1); err != nil {
+			return err
 		}
 		if epoch == 0 && r.warmSave != "" {
 			// Saves, writes the seed and lets the guests run on.
 			if err := r.saveWarm(ctx, r.lastLine); err != nil {
 				return err
 			}
-		} else if snapEvery > 0 && epoch > 0 && epoch%snapEvery == 0 && epoch != r.res.FromEpoch {
+		} else if snapEvery > 0 && epoch > 0 && epoch%snapEvery == 0 && epoch != r.res.FromEpoch && len(r.held) == 0 && len(r.rebooting) == 0 {
 			// The snapshot releases the guests itself (pause → save →
 			// cont); they run on into epoch+1 as if nothing happened.
 			if err := r.snapshot(ctx, epoch); err != nil {
 				return err
 			}
 		} else {
-			for _, n := range nodes {
+			for i, n := range nodes {
 				if opt.NoBarrier && epoch > 0 {
 					continue // released already
+				}
+				if _, held := r.held[i]; held || r.rebooting[i] {
+					continue // not in its barrier, or kept there
 				}
 				if err := n.m.Release(); err != nil {
 					return Infra("%v", err)
@@ -604,7 +701,7 @@ func scratch(runDir string, need int64) string {
 func (r *runner) guestBytes() int64 {
 	var n int64
 	for _, g := range r.nodes {
-		n += int64(g.spec.Memory+16) << 20
+		n += int64(g.spec.Memory+16)<<20 + g.cfg.DiskBytes
 	}
 	return n
 }
@@ -711,9 +808,15 @@ func (r *runner) pauseAndSave(ctx context.Context, epoch uint64) ([]string, erro
 // ctlState freezes the controller at the barrier of epoch.
 func (r *runner) ctlState(epoch uint64, traceLine string) ctlState {
 	cs := ctlState{Epoch: epoch, Chain: r.chain.State(), Switch: r.sw.State(), Exits: map[string]map[string]int{},
-		ReadyNS: r.res.ReadyNS, DroppedRX: r.res.DroppedRX, Branch: r.branch, TraceLine: traceLine}
+		ReadyNS: r.res.ReadyNS, DroppedRX: r.res.DroppedRX, Branch: r.branch, TraceLine: traceLine, Faults: r.faultsID()}
 	for _, n := range r.nodes {
 		cs.Exits[n.spec.Name] = n.exits
+	}
+	var err error
+	if cs.Props, err = r.props.state(); err != nil {
+		// The snapshot still continues the guests; a run from it lacks
+		// what the SDK said before it.
+		r.logf("snapshot at epoch %d: SDK state not saved: %v", epoch, err)
 	}
 	return cs
 }

@@ -67,6 +67,8 @@ func (r *runner) warmOrBoot(ctx context.Context) error {
 			}
 		})
 		if err == nil {
+			// The cached cluster was saved by a run with another seed.
+			r.sw.SetSeed(r.opt.Seed)
 			// The cold boot's line for epoch 0, which a replay checks too.
 			var l trace.Line
 			if l, err = trace.ParseLine(cs.TraceLine); err != nil {

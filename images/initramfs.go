@@ -52,6 +52,21 @@ func (i *Initramfs) Has(guestPath string) bool {
 	return ok
 }
 
+// Under returns, in byte order, the guest paths of the entries below dir,
+// and dir itself unless it is a directory: what a file system mounted on
+// dir would hide, or what would keep it from being mounted there.
+func (i *Initramfs) Under(dir string) []string {
+	d := cpioName(dir)
+	var out []string
+	for name, e := range i.entries {
+		if d == "" || strings.HasPrefix(name, d+"/") || name == d && e.kind != kindDir {
+			out = append(out, "/"+name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // cpioName turns a guest path into the archive's form: relative to /, clean.
 // The root itself maps to "", which callers ignore since the kernel's
 // rootfs already exists.

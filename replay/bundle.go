@@ -7,6 +7,7 @@
 //
 //	bundle.json            what this package's Bundle says
 //	scenario.yaml          the scenario file as it was run
+//	faults.yaml            the --faults file, if the run was given one
 //	trace.log              the run's per-epoch hashes
 //	events/NODE.jsonl      each guest's events, to name the first differing one
 //	kernel/vmlinux         (portable only) the guest kernel
@@ -48,6 +49,17 @@ type Bundle struct {
 	Verdicts  []cluster.Verdict  `json:"verdicts"`
 	Portable  bool               `json:"portable"`
 	Env       Env                `json:"env"`
+	// Faults is the --faults the run was given (the scenario's own
+	// faults: section travels in scenario.yaml).
+	Faults *FaultsRef `json:"faults,omitempty"`
+}
+
+// FaultsRef is a fault spec given on the command line: a built-in's name,
+// or a file, whose contents the bundle carries as faults.yaml whether or
+// not it is portable (it is small, and the original may change).
+type FaultsRef struct {
+	Builtin string `json:"builtin,omitempty"`
+	SHA256  string `json:"sha256,omitempty"` // of faults.yaml
 }
 
 // ScenarioRef is the scenario a run used.
@@ -118,6 +130,14 @@ func Write(res *cluster.Result, scenarioPath string, opt cluster.Options, tools 
 		b.From = ref
 	}
 	files := []member{{"scenario.yaml", yaml, ""}, {"trace.log", nil, filepath.Join(res.RunDir, "trace.log")}}
+	if opt.Faults != nil {
+		name, data := opt.Faults.Source()
+		b.Faults = &FaultsRef{Builtin: name}
+		if data != nil {
+			b.Faults.SHA256 = sha(data)
+			files = append(files, member{"faults.yaml", data, ""})
+		}
+	}
 	for _, n := range sortedKeys(res.Images) {
 		files = append(files, member{"events/" + n + ".jsonl", nil, filepath.Join(res.RunDir, n, "events.jsonl")})
 	}

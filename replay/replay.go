@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/faults"
 	"github.com/detvm/detvm/scenario"
 	"github.com/detvm/detvm/vmm"
 )
@@ -100,6 +101,18 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 	differ := func(what, recorded, now string) {
 		if recorded != now {
 			diffs = append(diffs, fmt.Sprintf("%s: recorded %s, here %s", what, short(recorded), short(now)))
+		}
+	}
+	if f := b.Faults; f != nil {
+		var err error
+		if f.Builtin != "" {
+			spec, ok := faults.Builtin(f.Builtin)
+			if !ok {
+				return nil, ro, cluster.Infra("bundle: unknown built-in fault policy %q (recorded by a newer detvm?)", f.Builtin)
+			}
+			ro.Faults = spec
+		} else if ro.Faults, err = faults.Load(filepath.Join(dir, "faults.yaml")); err != nil {
+			return nil, ro, cluster.Infra("bundle: %v", err)
 		}
 	}
 	var s *scenario.Scenario

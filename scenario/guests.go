@@ -186,6 +186,10 @@ func instance(t *Node, name string) Node {
 	n.Files = slices.Clone(t.Files)
 	n.Include = slices.Clone(t.Include)
 	n.Commands = slices.Clone(t.Commands)
+	if t.Disk != nil {
+		d := *t.Disk
+		n.Disk = &d
+	}
 	for i := range n.Commands {
 		c := &n.Commands[i]
 		c.Run = replaceAll(r, c.Run)
@@ -270,8 +274,9 @@ func assignAddrs(s *Scenario) {
 }
 
 // Complete fills in what Parse would for a Scenario built in code (tests,
-// benchmarks): the default subnet, epoch and memory where they are zero,
-// and the guests' addresses. On a parsed Scenario it changes nothing.
+// benchmarks): the default subnet, epoch, memory, and disk size and mount
+// point where they are zero, and the guests' addresses. On a parsed
+// Scenario it changes nothing.
 func (s *Scenario) Complete() error {
 	if !s.Subnet.IsValid() {
 		s.Subnet = netip.MustParsePrefix(DefaultSubnet)
@@ -285,6 +290,14 @@ func (s *Scenario) Complete() error {
 	for _, g := range s.Guests() {
 		if g.Memory == 0 {
 			g.Memory = DefaultMemory
+		}
+		if d := g.Disk; d != nil {
+			if d.Size == 0 {
+				d.Size = DefaultDiskSize
+			}
+			if d.Mount == "" {
+				d.Mount = DefaultDiskMount
+			}
 		}
 	}
 	if n := len(s.Guests()); n > capacity(s.Subnet) {

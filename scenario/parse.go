@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/detvm/detvm/faults"
 )
 
 // parser walks the yaml.Node tree by hand instead of letting yaml.v3 decode
@@ -49,21 +51,22 @@ type schema struct {
 }
 
 // guestKeys are the fields nodes and the sidecar share.
-var guestKeys = []string{"binary", "args", "env", "daemon", "memory", "files", "include", "commands"}
+var guestKeys = []string{"binary", "args", "env", "daemon", "memory", "disk", "files", "include", "commands"}
 
 var (
-	topSchema     = schema{what: "the scenario (top level)", keys: []string{"name", "seed", "duration", "epoch", "network", "nodes", "sidecar", "idle"}, extensions: true}
+	topSchema     = schema{what: "the scenario (top level)", keys: []string{"name", "seed", "duration", "epoch", "network", "nodes", "sidecar", "idle", "faults", "check"}, extensions: true}
 	nodeSchema    = schema{what: "a node (an item of nodes)", keys: append([]string{"name", "count"}, guestKeys...)}
 	networkSchema = schema{what: "the network (network:)", keys: []string{"subnet", "epoch"}}
-	sidecarSchema = schema{what: "the sidecar (sidecar:)", keys: guestKeys, rejected: map[string]string{
+	sidecarSchema = schema{what: "the sidecar (sidecar:)", keys: append(slices.Clip(guestKeys), "test"), rejected: map[string]string{
 		"name":  `the sidecar is always named "sidecar"; remove it`,
 		"count": "there is one sidecar; remove it, or make these guests nodes",
 	}}
 	fileSchema    = schema{what: "a file (an item of files)", keys: []string{"src", "dst", "mode"}}
 	commandSchema = schema{what: "a command (an item of commands)", keys: []string{"name", "run", "after", "env"}}
+	diskSchema    = schema{what: "a disk (disk:)", keys: []string{"size", "mount"}}
 	// schemas is in the order belongsTo tries them: a key that two kinds of
 	// mapping allow is said to belong to the first.
-	schemas = []schema{topSchema, nodeSchema, networkSchema, sidecarSchema, fileSchema, commandSchema}
+	schemas = []schema{topSchema, nodeSchema, networkSchema, sidecarSchema, fileSchema, commandSchema, diskSchema, checkSchema, testSchema}
 )
 
 var (
@@ -282,6 +285,17 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 			}
 		}
 	}
+	if v := f.opt("check"); v != nil {
+		p.check(v, s)
+	}
+	if v := f.opt("faults"); v != nil {
+		spec, err := faults.ParseSpec(v, p.file, "faults")
+		if err != nil {
+			p.faultErr(err)
+		} else {
+			s.Faults = spec
+		}
+	}
 	durOK := false
 	if v := p.req(f, "duration", `add the virtual-time limit of the run, like "duration: 2s"`); v != nil {
 		if dur, ok := p.duration(v, "duration"); ok {
@@ -423,13 +437,17 @@ func (p *parser) sidecar(line int, v *yaml.Node, s *Scenario) {
 	s.Sidecar = out
 	f := p.fields(d, "sidecar", sidecarSchema)
 	p.guest(f, "sidecar", out, true)
+	if v := f.opt("test"); v != nil {
+		out.Test = p.test(v, s.Duration) // test.go
+	}
 	if f.opt("binary") != nil {
 		return
 	}
 	// As with a missing required field, a misspelt key is the real problem.
 	c := f.opt("commands")
-	if (c == nil || deref(c).Kind == yaml.SequenceNode && len(deref(c).Content) == 0) && !f.guessed["commands"] && !f.guessed["binary"] {
-		p.fail(line, "sidecar", "runs nothing", "add commands or a binary")
+	if (c == nil || deref(c).Kind == yaml.SequenceNode && len(deref(c).Content) == 0) && f.opt("test") == nil &&
+		!f.guessed["commands"] && !f.guessed["binary"] && !f.guessed["test"] {
+		p.fail(line, "sidecar", "runs nothing", "add commands, a binary or a test")
 	}
 	// Without a binary there is no main program for these to apply to.
 	for _, c := range []struct {
@@ -476,6 +494,9 @@ func (p *parser) guest(f *fields, field string, out *Node, sidecar bool) {
 		if m, ok := p.memory(v, field+".memory"); ok {
 			out.Memory = m
 		}
+	}
+	if v := f.opt("disk"); v != nil {
+		out.Disk = p.disk(v, field+".disk")
 	}
 	if v := f.opt("include"); v != nil {
 		field := field + ".include"
@@ -788,6 +809,109 @@ func (p *parser) memory(v *yaml.Node, field string) (int, bool) {
 		return 0, false
 	}
 	return m, true
+}
+
+// disk reads a disk mapping; nil if it is not one (the problem is
+// recorded). Its fields are optional: "disk: {}" is a disk of the default
+// size at the default mount point.
+func (p *parser) disk(v *yaml.Node, field string) *Disk {
+	d := deref(v)
+	if d.Kind != yaml.MappingNode {
+		p.fail(v.Line, field, "is "+kindName(d)+", not a mapping", "write its size and mount point, like disk: {size: 64MiB, mount: /data}")
+		return nil
+	}
+	f := p.fields(d, field, diskSchema)
+	out := &Disk{Size: DefaultDiskSize, Mount: DefaultDiskMount}
+	ok := true
+	if v := f.opt("size"); v != nil {
+		out.Size, ok = p.diskSize(v, field+".size")
+	}
+	if v := f.opt("mount"); v != nil {
+		text, textOK := p.nonEmpty(v, field+".mount", "a path", "give the guest directory to mount the disk on, like /data")
+		if textOK {
+			if problem, hint := checkMountPath(text); problem != "" {
+				p.fail(v.Line, field+".mount", problem, hint)
+				textOK = false
+			}
+		}
+		out.Mount, ok = text, ok && textOK
+	}
+	if !ok {
+		return nil
+	}
+	return out
+}
+
+// diskSize reads a size in MiB or GiB: 64MiB, 1GiB, 64M, 1G, or a bare
+// number of MiB as memory takes it. Sizes are binary: MB and GB mean MiB
+// and GiB (an NVDIMM's size is a multiple of 2 MiB anyway).
+func (p *parser) diskSize(v *yaml.Node, field string) (int64, bool) {
+	hint := fmt.Sprintf("use a size in MiB or GiB between %s and %s, like %s", sizeText(MinDisk), sizeText(MaxDisk), sizeText(DefaultDiskSize))
+	text, ok := p.scalar(v, field, "a size", hint)
+	if !ok {
+		return 0, false
+	}
+	var size int64
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		size = n << 20
+		if n < 0 || n > MaxDisk>>20 {
+			size = -1
+		}
+	} else if u := memUnitRE.FindStringSubmatch(text); u != nil {
+		n, err := strconv.ParseInt(u[1], 10, 64)
+		shift := 20
+		if strings.EqualFold(u[2], "g") {
+			shift = 30
+		}
+		size = n << shift
+		if err != nil || n > MaxDisk>>shift {
+			size = -1
+		}
+	} else {
+		p.fail(v.Line, field, fmt.Sprintf("%q is not a size", text), hint)
+		return 0, false
+	}
+	switch {
+	case size < MinDisk || size > MaxDisk:
+		p.fail(v.Line, field, fmt.Sprintf("%s is out of range", text), fmt.Sprintf("use a size between %s and %s", sizeText(MinDisk), sizeText(MaxDisk)))
+	case size%DiskAlign != 0:
+		down := size / DiskAlign * DiskAlign
+		p.fail(v.Line, field, fmt.Sprintf("%s is not a multiple of %s, the NVDIMM's alignment", text, sizeText(DiskAlign)),
+			fmt.Sprintf("use %s or %s", sizeText(max(down, MinDisk)), sizeText(down+DiskAlign)))
+	default:
+		return size, true
+	}
+	return 0, false
+}
+
+// sizeText writes a size in bytes the way a scenario may: 64MiB, 4GiB.
+func sizeText(n int64) string {
+	if n%(1<<30) == 0 {
+		return fmt.Sprintf("%dGiB", n>>30)
+	}
+	return fmt.Sprintf("%dMiB", n>>20)
+}
+
+// kernelDirs are guest directories the agent mounts the kernel's own file
+// systems on; a disk there would hide them.
+var kernelDirs = []string{"/proc", "/sys", "/dev"}
+
+func checkMountPath(dir string) (problem, hint string) {
+	const like = "use a directory like /data"
+	switch {
+	case !strings.HasPrefix(dir, "/"):
+		return fmt.Sprintf("%s is not an absolute guest path", dir), fmt.Sprintf("start it with /, like /%s", strings.TrimPrefix(dir, "./"))
+	case dir == "/":
+		return "/ is the guest's root directory, which holds its programs", like
+	case path.Clean(dir) != dir:
+		return fmt.Sprintf("%s is not a clean path", dir), fmt.Sprintf("write it as %s", path.Clean(dir))
+	}
+	for _, k := range kernelDirs {
+		if dir == k || strings.HasPrefix(dir, k+"/") {
+			return fmt.Sprintf("%s is under %s, where the guest's kernel shows its own files", dir, k), like
+		}
+	}
+	return "", ""
 }
 
 func (p *parser) mode(v *yaml.Node, field string) os.FileMode {
@@ -1153,4 +1277,34 @@ func defaultName(file string) string {
 		return name
 	}
 	return "scenario"
+}
+
+// faultErr records an error of the faults section in the scenario's own
+// form, so that it is ordered by line with the others.
+func (p *parser) faultErr(err error) {
+	var fe *faults.Error
+	if errors.As(err, &fe) {
+		p.errs = append(p.errs, &Error{File: p.file, Line: fe.Line, Field: fe.Field, Problem: fe.Problem, Hint: fe.Hint})
+		return
+	}
+	p.fail(0, "faults", err.Error(), "")
+}
+
+// checkFaults compiles the fault spec once against the scenario's nodes,
+// so that a fault naming a node that does not exist is reported when the
+// scenario loads, not when the run reaches it.
+func (p *parser) checkFaults(s *Scenario) {
+	if s.Faults == nil || len(p.errs) > 0 {
+		return
+	}
+	topo := faults.Topology{Sidecar: -1}
+	for i, g := range s.Guests() {
+		topo.Names = append(topo.Names, g.Name)
+		if g.Sidecar {
+			topo.Sidecar = i
+		}
+	}
+	if _, err := s.Faults.Compile(topo, s.Epoch, s.Duration, []faults.Segment{{Seed: s.Seed}}); err != nil {
+		p.faultErr(err)
+	}
 }

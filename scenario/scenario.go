@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/detvm/detvm/faults"
 )
 
 // Defaults and limits of scenario values. They are exported so that the CLI
@@ -26,6 +28,15 @@ const (
 	MinMemory            = 64   // MiB
 	MaxMemory            = 4096 // MiB
 	MaxCount             = 64   // copies of one node
+	// A node's disk (Node.Disk): its size in bytes is a multiple of
+	// DiskAlign between MinDisk and MaxDisk.
+	DefaultDiskSize = 64 << 20
+	MinDisk         = 16 << 20
+	MaxDisk         = 4 << 30
+	DiskAlign       = 2 << 20 // the NVDIMM's section size
+	// DefaultDiskMount is where the guest finds its disk unless disk.mount
+	// says otherwise.
+	DefaultDiskMount = "/data"
 	// DefaultSubnet is the guest network unless network.subnet says
 	// otherwise.
 	DefaultSubnet = "10.89.0.0/24"
@@ -73,6 +84,11 @@ type Scenario struct {
 	// Sidecar is the guest that runs the test workload; nil if the
 	// scenario has none. Guests lists it after Nodes.
 	Sidecar *Node
+	// Faults is the fault spec of the faults: section; nil for none.
+	Faults *faults.Spec
+	// Check is what the controller checks after the run (check:); the
+	// zero value checks nothing.
+	Check Check
 	// Path is the absolute path of the file Load read; "" after Parse.
 	Path string
 	// Dir is the directory of Path, against which relative host paths in the
@@ -114,6 +130,25 @@ type Node struct {
 	Include []string
 	// Commands run one after another once the main program has started.
 	Commands []Command
+	// Disk is the guest's persistent disk; nil for none.
+	Disk *Disk
+	// Test is the test the sidecar runs once its commands are done
+	// (test.go); nil for none, and always nil for a node.
+	Test *Test
+}
+
+// Disk is a guest's persistent disk: an ext4 file system on an emulated
+// NVDIMM, empty at the start of every run, mounted before any of the
+// guest's programs starts. Writes a program has synced (fsync, sync)
+// survive a power cut; others may be lost, as on a real disk.
+type Disk struct {
+	// Size in bytes: a multiple of DiskAlign between MinDisk and MaxDisk.
+	// Default DefaultDiskSize.
+	Size int64
+	// Mount is the absolute, clean guest directory the disk is mounted
+	// on, not / and not under /proc, /sys or /dev. Default
+	// DefaultDiskMount.
+	Mount string
 }
 
 // EnvVar is one environment variable.
@@ -168,7 +203,9 @@ func Load(path string) (*Scenario, error) {
 	s.Path = abs
 	s.Dir = filepath.Dir(abs)
 	p.checkHostPaths(s.Dir)
+	p.checkTest(s, s.Dir)
 	p.expand(s)
+	p.checkFaults(s)
 	if err := p.first(); err != nil {
 		return nil, err
 	}
@@ -183,6 +220,7 @@ func Parse(data []byte, name string) (*Scenario, error) {
 	p := &parser{file: name}
 	s := p.parse(data)
 	p.expand(s)
+	p.checkFaults(s)
 	if err := p.first(); err != nil {
 		return nil, err
 	}

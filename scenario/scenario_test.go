@@ -310,8 +310,8 @@ func TestMergeKeys(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	const (
-		nodeKeys = "(allowed: name, count, binary, args, env, daemon, memory, files, include, commands)"
-		topKeys  = "(allowed: name, seed, duration, epoch, network, nodes, sidecar, idle)"
+		nodeKeys = "(allowed: name, count, binary, args, env, daemon, memory, disk, files, include, commands)"
+		topKeys  = "(allowed: name, seed, duration, epoch, network, nodes, sidecar, idle, faults, check)"
 	)
 	for _, c := range []struct {
 		name, file, yaml, want string
@@ -337,7 +337,7 @@ nodes:
 		{"unknown field alias", "x.yaml", "duration: 2s\nnodes: [{name: a, binary: b, environment: {A: b}}]\n",
 			`x.yaml:2: nodes[0].environment: unknown field; did you mean "env"? ` + nodeKeys},
 		{"field at wrong level", "x.yaml", "duration: 2s\nmemory: 512\nnodes: [{name: a, binary: b}]\n",
-			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle)`},
+			`x.yaml:2: memory: unknown field; memory is a field of a node (an item of nodes), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle, faults, check)`},
 		{"seed not a number", "x.yaml", "name: x\nseed: abc\nduration: 2s\nnodes: [{name: a, binary: b}]\n",
 			`x.yaml:2: seed: "abc" is not a number; use a non-negative integer like 7`},
 		{"seed negative", "x.yaml", "seed: -3\nduration: 2s\nnodes: [{name: a, binary: b}]\n",
@@ -619,5 +619,27 @@ func TestComplete(t *testing.T) {
 	big := &Scenario{Subnet: netip.MustParsePrefix("10.1.0.0/29"), Nodes: make([]Node, 6)}
 	if err := big.Complete(); err == nil {
 		t.Fatal("6 guests accepted in a /29 (room for 5)")
+	}
+}
+
+// TestFaultsSection: the faults: section's errors come out in the
+// scenario's form, with the line and the field, including the ones only
+// the scenario's nodes can reveal.
+func TestFaultsSection(t *testing.T) {
+	const head = "duration: 2s\nnodes: [{name: a, binary: /bin/busybox}]\n"
+	for _, tc := range []struct{ faults, want string }{
+		{"faults:\n  - {kind: explode, at: 1s}\n", `x.yaml:4: faults[0].kind: "explode" is not a fault kind; use one of partition, loss, delay, duplicate, reorder, corrupt, clog, kill, pause, throttle, freeze, power-cut, vm-freeze, clock-jump, clock-strobe, clock-skew`},
+		{"faults:\n  - {kind: kill, at: 1s, nodes: [b]}\n", `x.yaml:4: faults[0].nodes[0]: "b" is not a node; did you mean "a"? (use one of a)`},
+		{"faults:\n  policy: {rates: {kill: -1}}\n", `x.yaml:4: faults.policy.rates.kill: -1 is negative; use expected new faults per virtual second, from 0 to 1000, like 0.2`},
+		{"faults:\n  - {kind: loss, at: 1s, nodes: [a], percent: 120}\n", `x.yaml:4: faults[0].percent: 120 is over 100; use a number above 0 and at most 100, like percent: 20`},
+		{"faults: random\n", ""},
+	} {
+		s, err := Parse([]byte(head+tc.faults), "x.yaml")
+		switch {
+		case tc.want == "" && (err != nil || s.Faults == nil):
+			t.Errorf("%q: %v, faults %v", tc.faults, err, s)
+		case tc.want != "" && (err == nil || err.Error() != tc.want):
+			t.Errorf("%q:\n got %v\nwant %s", tc.faults, err, tc.want)
+		}
 	}
 }

@@ -291,7 +291,7 @@ sidecar:
 
 func TestV1Errors(t *testing.T) {
 	const (
-		guestKeys = "binary, args, env, daemon, memory, files, include, commands"
+		guestKeys = "binary, args, env, daemon, memory, disk, files, include, commands"
 		one       = "nodes: [{name: a, binary: b}]\n"
 	)
 	var many strings.Builder
@@ -330,17 +330,17 @@ func TestV1Errors(t *testing.T) {
 			`x.yaml:5: nodes[1].name: "sidecar" is reserved for the sidecar; give the node another name, or describe this guest under the top-level "sidecar:"`},
 		// sidecar
 		{"sidecar runs nothing", "duration: 1s\n" + one + "sidecar:\n  memory: 128\n  include: [/usr/bin/etcdctl]\n",
-			`x.yaml:3: sidecar: runs nothing; add commands or a binary`},
+			`x.yaml:3: sidecar: runs nothing; add commands, a binary or a test`},
 		{"sidecar empty mapping", "duration: 1s\n" + one + "sidecar: {}\n",
-			`x.yaml:3: sidecar: runs nothing; add commands or a binary`},
+			`x.yaml:3: sidecar: runs nothing; add commands, a binary or a test`},
 		{"sidecar empty commands", "duration: 1s\n" + one + "sidecar:\n  commands: []\n",
-			`x.yaml:3: sidecar: runs nothing; add commands or a binary`},
+			`x.yaml:3: sidecar: runs nothing; add commands, a binary or a test`},
 		{"sidecar name", "duration: 1s\n" + one + "sidecar:\n  name: client\n  commands: [{run: [/bin/true]}]\n",
-			`x.yaml:4: sidecar.name: unknown field; the sidecar is always named "sidecar"; remove it (allowed: ` + guestKeys + `)`},
+			`x.yaml:4: sidecar.name: unknown field; the sidecar is always named "sidecar"; remove it (allowed: ` + guestKeys + `, test)`},
 		{"sidecar count", "duration: 1s\n" + one + "sidecar:\n  count: 2\n  commands: [{run: [/bin/true]}]\n",
-			`x.yaml:4: sidecar.count: unknown field; there is one sidecar; remove it, or make these guests nodes (allowed: ` + guestKeys + `)`},
+			`x.yaml:4: sidecar.count: unknown field; there is one sidecar; remove it, or make these guests nodes (allowed: ` + guestKeys + `, test)`},
 		{"sidecar typo", "duration: 1s\n" + one + "sidecar:\n  comands: [{run: [/bin/true]}]\n",
-			`x.yaml:4: sidecar.comands: unknown field; did you mean "commands"? (allowed: ` + guestKeys + `)`},
+			`x.yaml:4: sidecar.comands: unknown field; did you mean "commands"? (allowed: ` + guestKeys + `, test)`},
 		{"sidecar a list", "duration: 1s\n" + one + "sidecar:\n  - commands: [{run: [/bin/true]}]\n",
 			`x.yaml:4: sidecar: is a list, not a mapping; the sidecar is a single guest: indent its fields under "sidecar:" without "- ", like "commands:"`},
 		{"sidecar args without binary", "duration: 1s\n" + one + "sidecar:\n  args: [-v]\n  commands: [{run: [/bin/true]}]\n",
@@ -361,7 +361,7 @@ func TestV1Errors(t *testing.T) {
 		{"bad idle mode", "duration: 1s\nidle: sleep\n" + one,
 			`x.yaml:2: idle: "sleep" is not an idle mode; use "spin" (guests never halt; any QEMU) or "warp" (idle guests skip ahead; detvm's patched QEMU)`},
 		{"subnet at top level", "duration: 1s\nsubnet: 10.0.0.0/24\n" + one,
-			`x.yaml:2: subnet: unknown field; subnet is a field of the network (network:), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle)`},
+			`x.yaml:2: subnet: unknown field; subnet is a field of the network (network:), not of the scenario (top level); move it there (allowed here: name, seed, duration, epoch, network, nodes, sidecar, idle, faults, check)`},
 		{"subnet not CIDR", "duration: 1s\nnetwork:\n  subnet: ten-net\n" + one,
 			`x.yaml:3: network.subnet: "ten-net" is not a subnet in CIDR notation; write an IPv4 network in CIDR notation, like 10.89.0.0/24`},
 		{"subnet bad address", "duration: 1s\nnetwork:\n  subnet: 10.0.0.256/24\n" + one,

@@ -61,7 +61,7 @@ SRC
 fi
 
 PKGS_BP="qemu-system-x86 qemu-utils"
-PKGS="busybox-static gcc libc6-dev make xz-utils etcd-server etcd-client redis-server redis-tools"
+PKGS="busybox-static e2fsprogs gcc libc6-dev make xz-utils etcd-server etcd-client redis-server redis-tools"
 
 missing=""
 for p in $PKGS_BP $PKGS; do

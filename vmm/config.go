@@ -47,6 +47,19 @@ type Config struct {
 	Shared    string // file backing the shared page (wire.Size bytes)
 	Console   string // file that receives the serial console
 	RTCBase   string // DefaultRTCBase when empty
+	// Disk is the file backing the guest's persistent disk, an NVDIMM
+	// (DESIGN.md, "Disks") of DiskBytes bytes; "" for none. The guest
+	// sees /dev/pmem0. QEMU maps the file shared, so what the guest's
+	// kernel has written to the disk is in the file, and what is still in
+	// its page cache is not: a reset loses it, like a power cut.
+	//
+	// Start prepares the file: a booting machine's becomes a copy of
+	// DiskImage (if set; else the file is used as it is), an Incoming
+	// machine's is zeroed, since a load writes only the pages that were
+	// not zero when saved (mapped-ram).
+	Disk      string
+	DiskBytes int64
+	DiskImage string
 	// Incoming starts QEMU waiting for a migration (Machine.Load) instead
 	// of booting: the restore half of a snapshot.
 	Incoming bool
@@ -73,7 +86,7 @@ func (c *Config) Validate() error {
 	if c.MemoryMiB < 64 || c.MemoryMiB > 16384 {
 		return fmt.Errorf("vmm: %s: config: MemoryMiB %d out of range 64..16384", c.Name, c.MemoryMiB)
 	}
-	return nil
+	return c.validateDisk()
 }
 
 // CommandLine returns QEMU's argv, argv[0] included. It is a pure function
@@ -87,6 +100,16 @@ func (c *Config) CommandLine() []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-plugin", c.Plugin+",fd="+strconv.Itoa(fdBarrier),
 	)
+	if c.Disk != "" {
+		// No label area (label-size): the guest sees one raw pmem
+		// namespace, /dev/pmem0, the size of the file. No pmem=on: that
+		// is about the host's own persistence (MAP_SYNC), and a power cut
+		// here is a guest reset, which never loses what reached the file.
+		args = append(args,
+			"-object", "memory-backend-file,id=disk0,share=on,mem-path="+c.Disk+",size="+strconv.FormatInt(c.DiskBytes, 10),
+			"-device", "nvdimm,memdev=disk0,id=nvdimm0",
+		)
+	}
 	if c.Incoming {
 		args = append(args, "-incoming", "defer")
 	}
@@ -108,14 +131,22 @@ func (c *Config) machine(icount bool) []string {
 	if rtc == "" {
 		rtc = DefaultRTCBase
 	}
+	machine, mem := "pc,accel=tcg", strconv.Itoa(c.MemoryMiB)
+	if c.Disk != "" {
+		// An NVDIMM is a memory device: it needs the machine option, a
+		// slot and room above the RAM. A disk-less guest keeps the
+		// command line it always had (replay bundles record it).
+		machine += ",nvdimm=on"
+		mem += "M,slots=1,maxmem=" + strconv.FormatInt(int64(c.MemoryMiB)+c.DiskBytes>>20, 10) + "M"
+	}
 	args := []string{
 		c.QEMU,
 		"-name", "guest=" + c.Name,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-machine", "pc,accel=tcg",
+		"-machine", machine,
 		"-cpu", "max,-rdrand,-rdseed",
 		"-smp", "1",
-		"-m", strconv.Itoa(c.MemoryMiB),
+		"-m", mem,
 	}
 	if icount {
 		args = append(args, "-icount", "shift=0,sleep=off,align=off")

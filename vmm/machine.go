@@ -53,6 +53,9 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := m.mapShared(); err != nil {
 		return nil, step("shared page", err)
 	}
+	if err := m.prepareDisk(); err != nil {
+		return nil, step("disk", err)
+	}
 	qmpHost, qmpGuest, err := socketPair()
 	if err != nil {
 		return nil, step("qmp socket", err)

@@ -10,6 +10,10 @@
 // Both sides treat the other as untrusted: every length read from the page is
 // bounds-checked before use. This package is pure and imported by the guest
 // agent, so it must not import host-only packages.
+//
+// Layout (Version 4): header fields at 0x000..0x800, fault commands
+// (controller → guest) at 0x800, events at 0x1000, TX frames at 0x40000, RX
+// frames at 0xa0000.
 package wire
 
 import (
@@ -24,8 +28,9 @@ const Size = 1 << 20
 // Magic marks a page the agent has initialised ("DETVMSHM").
 const Magic = 0x4d48535f4d565444
 
-// Version changes whenever the layout does.
-const Version = 3
+// Version changes whenever the layout does. 4: the command region, Base and
+// KindFault.
+const Version = 4
 
 // Offsets of the fixed header fields. Everything is little-endian.
 const (
@@ -36,6 +41,8 @@ const (
 	offSeed   = 0x18 // u64: the run seed, valid from the first barrier on
 	offRxLen  = 0x20 // u32: bytes of frames in the RX region (the guest zeroes it once consumed)
 	offBranch = 0x28 // u64: the branch seed, 0 until a run branches (mixed into the guest RNG when it changes)
+	offCmdLen = 0x30 // u32: bytes of commands in the command region (the guest zeroes it once taken)
+	offBase   = 0x38 // u64: the epoch the agent's clock origin corresponds to (see Page.Base)
 	// Guest → controller, written only while the guest runs.
 	offMonoNS = 0x40 // u64: guest CLOCK_MONOTONIC at the barrier
 	offState  = 0x48 // u32: State
@@ -47,9 +54,13 @@ const (
 // side and emptied by the other.
 type region struct{ lenOff, off, cap int }
 
-// The regions: events and TX frames flow guest → controller, RX frames
-// controller → guest. Each record is a u32 length and that many bytes.
+// headerSize bounds the fixed header fields; the command region follows.
+const headerSize = 0x800
+
+// The regions: events and TX frames flow guest → controller, commands and RX
+// frames controller → guest. Each record is a u32 length and that many bytes.
 var (
+	regCmd    = region{offCmdLen, headerSize, 0x1000 - headerSize}
 	regEvents = region{offOutLen, 0x01000, 0x3f000}
 	regTX     = region{offTxLen, 0x40000, 0x60000}
 	regRX     = region{offRxLen, 0xa0000, 0x60000}
@@ -82,8 +93,20 @@ func (p *Page) put64(off int, v uint64) { binary.LittleEndian.PutUint64(p.b[off:
 func (p *Page) u32(off int) uint32      { return binary.LittleEndian.Uint32(p.b[off:]) }
 func (p *Page) put32(off int, v uint32) { binary.LittleEndian.PutUint32(p.b[off:], v) }
 
-// Init marks the page as initialised by the agent.
-func (p *Page) Init() { p.put64(offMagic, Magic); p.put32(offVersion, Version) }
+// Init marks the page as initialised by the agent and empties every region.
+// A fresh agent owns nothing a previous boot of the same guest left behind:
+// commands written for the old agent (a "restart" meant for a process of the
+// old kernel), frames for its sockets, and events or frames it appended
+// after its last completed barrier, whose existence depends on when the
+// host's reset landed. Epoch, Seed, Branch and Base are left alone: the
+// controller writes them at the new agent's first barrier.
+func (p *Page) Init() {
+	for _, r := range []region{regCmd, regEvents, regTX, regRX} {
+		p.put32(r.lenOff, 0)
+	}
+	p.put64(offMagic, Magic)
+	p.put32(offVersion, Version)
+}
 
 // Valid reports whether the agent initialised the page with this layout.
 func (p *Page) Valid() bool { return p.u64(offMagic) == Magic && p.u32(offVersion) == Version }
@@ -105,6 +128,29 @@ func (p *Page) Branch() uint64 { return p.u64(offBranch) }
 
 // SetBranch is called by the controller, at the barrier a run branches at.
 func (p *Page) SetBranch(s uint64) { p.put64(offBranch, s) }
+
+// Base is the controller epoch the agent's clock origin corresponds to. The
+// agent's origin is the epoch boundary on its CLOCK_MONOTONIC right after its
+// first ("ready") barrier, and it sleeps until
+//
+//	origin + (Epoch - Base) * EpochNS
+//
+// before its next barrier, or not at all when Epoch <= Base. Base is 0 in a
+// run where every node boots at epoch 0 and is never held out, and then the
+// guest's epoch count is the controller's. The controller changes it in two
+// cases, always while the guest is held:
+//
+//   - Holding a node out: a node kept in its barrier (or paused) for k
+//     epochs while the others run has not seen its clock move. Releasing it
+//     with Epoch = E+1 and Base += k makes it run one epoch of its own time,
+//     as if nothing happened, instead of k+1 epochs at once.
+//   - Joining late: a rebooted node's fresh agent reaches its ready barrier
+//     while the controller is at epoch J. Writing Base = J and Epoch = J+1
+//     there makes its origin controller epoch J.
+func (p *Page) Base() uint64 { return p.u64(offBase) }
+
+// SetBase is called by the controller while the guest is held.
+func (p *Page) SetBase(e uint64) { p.put64(offBase, e) }
 
 // MonoNS is the guest's CLOCK_MONOTONIC at its last barrier.
 func (p *Page) MonoNS() uint64 { return p.u64(offMonoNS) }
@@ -156,16 +202,24 @@ func (p *Page) appendTo(r region, enc []byte) int {
 	return n
 }
 
-// take returns a copy of the region's records and empties it.
+// take returns a copy of the region's records and empties it, also when its
+// length is bad: a reader must not meet the same corruption at every barrier.
 func (p *Page) take(r region) ([]byte, error) {
 	n := int(p.u32(r.lenOff))
+	p.put32(r.lenOff, 0)
 	if n > r.cap {
 		return nil, fmt.Errorf("wire: region at %#x claims %d bytes, holds %d", r.off, n, r.cap)
 	}
-	out := append([]byte(nil), p.b[r.off:r.off+n]...)
-	p.put32(r.lenOff, 0)
-	return out, nil
+	return append([]byte(nil), p.b[r.off:r.off+n]...), nil
 }
+
+// AppendCmd appends encoded commands (controller side) and returns how many
+// bytes of enc were consumed: whole records only. The region holds 2 KiB,
+// a few dozen commands; the caller keeps the rest for a later barrier.
+func (p *Page) AppendCmd(enc []byte) int { return p.appendTo(regCmd, enc) }
+
+// TakeCmd returns the commands and empties the region (guest side).
+func (p *Page) TakeCmd() ([]byte, error) { return p.take(regCmd) }
 
 // AppendOut appends encoded events (guest side) and returns how many bytes
 // of enc were consumed: whole records only.
@@ -218,7 +272,20 @@ const (
 	KindStderr Kind = 3 // a line a process wrote to stderr
 	KindStart  Kind = 4 // a process started; Data is its argv joined by spaces
 	KindExit   Kind = 5 // a process ended; Code is its exit status, or -signal
+	// KindFault: the agent executed a Command. Proc is its target ("" for
+	// the clock ops), Code the Command's Fault id, Data one line saying what
+	// was done or why not (see Command). Never fatal to the agent.
+	KindFault Kind = 6
+	// KindSDK: a message a guest process sent to the agent's SDK socket
+	// (docs/sdk.md). Proc is the sender's process name ("" if the agent
+	// could not tell), Data the datagram exactly as received: one JSON
+	// object of at most MaxSDKMessage bytes.
+	KindSDK Kind = 7
 )
+
+// MaxSDKMessage bounds one SDK datagram; the agent reports longer ones as
+// bad messages.
+const MaxSDKMessage = 64 << 10
 
 func (k Kind) String() string {
 	switch k {
@@ -232,6 +299,10 @@ func (k Kind) String() string {
 		return "start"
 	case KindExit:
 		return "exit"
+	case KindFault:
+		return "fault"
+	case KindSDK:
+		return "sdk"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -241,7 +312,7 @@ type Event struct {
 	Kind   Kind
 	MonoNS uint64 // guest CLOCK_MONOTONIC
 	Proc   string // process name, "" for the agent
-	Code   int32  // KindExit only
+	Code   int32  // KindExit: exit status; KindFault: fault id
 	Data   []byte
 }
 
@@ -268,8 +339,9 @@ func AppendEvent(b []byte, e Event) []byte {
 	return append(b, e.Data...)
 }
 
-// ErrShort reports a record cut by the end of the buffer.
-var ErrShort = errors.New("wire: truncated event record")
+// ErrShort reports a record (event, frame or command) cut by the end of the
+// buffer.
+var ErrShort = errors.New("wire: truncated record")
 
 // DecodeEvents parses a buffer of records. Every length is checked, so a
 // corrupt buffer yields an error, never a panic or an out-of-range read.

@@ -130,7 +130,7 @@ func TestPageRegions(t *testing.T) {
 }
 
 func TestRegionsDisjoint(t *testing.T) {
-	rs := []region{{0, 0, 0x1000}, regEvents, regTX, regRX}
+	rs := []region{{0, 0, headerSize}, regCmd, regEvents, regTX, regRX}
 	for i := 1; i < len(rs); i++ {
 		if rs[i].off < rs[i-1].off+rs[i-1].cap {
 			t.Fatalf("region %d overlaps the previous one", i)
@@ -138,5 +138,41 @@ func TestRegionsDisjoint(t *testing.T) {
 	}
 	if last := rs[len(rs)-1]; last.off+last.cap > Size {
 		t.Fatal("last region beyond the page")
+	}
+}
+
+func TestHeaderFieldsDisjoint(t *testing.T) {
+	fields := []struct {
+		name      string
+		off, size int
+	}{
+		{"magic", offMagic, 8}, {"version", offVersion, 4},
+		{"epoch", offEpoch, 8}, {"seed", offSeed, 8}, {"rxlen", offRxLen, 4},
+		{"branch", offBranch, 8}, {"cmdlen", offCmdLen, 4}, {"base", offBase, 8},
+		{"mono", offMonoNS, 8}, {"state", offState, 4}, {"outlen", offOutLen, 4},
+		{"txlen", offTxLen, 4},
+	}
+	var used [headerSize]string
+	for _, f := range fields {
+		if f.off%f.size != 0 {
+			t.Errorf("%s at %#x is not aligned to %d", f.name, f.off, f.size)
+		}
+		for i := f.off; i < f.off+f.size; i++ {
+			if i >= headerSize {
+				t.Fatalf("%s at %#x runs past the header", f.name, f.off)
+			}
+			if used[i] != "" {
+				t.Fatalf("%s at %#x overlaps %s", f.name, f.off, used[i])
+			}
+			used[i] = f.name
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	for k, want := range map[Kind]string{KindLog: "log", KindExit: "exit", KindFault: "fault", 99: "kind(99)"} {
+		if got := k.String(); got != want {
+			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)
+		}
 	}
 }

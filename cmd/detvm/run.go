@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/detvm/detvm/cluster"
+	"github.com/detvm/detvm/faults"
 	"github.com/detvm/detvm/replay"
 	"github.com/detvm/detvm/scenario"
 )
@@ -25,7 +26,7 @@ func isCobraUsage(err error) bool {
 }
 
 func runCmd() *cobra.Command {
-	var seedFlag, out, from, store, branchSeed, idle string
+	var seedFlag, out, from, store, branchSeed, idle, faultsFlag string
 	var asJSON, noBarrier, portable, cold bool
 	var repeat int
 	var snapEvery time.Duration
@@ -70,6 +71,11 @@ func runCmd() *cobra.Command {
 			opt := cluster.Options{Seed: s.Seed, RunDir: out, Log: os.Stderr, NoBarrier: noBarrier, SnapshotEvery: snapEvery, From: from, Cold: cold}
 			if err := snapshotOptions(&opt, seedFlag, store, branchSeed, noBarrier); err != nil {
 				return err
+			}
+			if faultsFlag != "" {
+				if opt.Faults, err = loadFaults(faultsFlag); err != nil {
+					return err
+				}
 			}
 			tools, err := cluster.Locate()
 			if err != nil {
@@ -116,8 +122,24 @@ func runCmd() *cobra.Command {
 	c.Flags().StringVar(&idle, "idle", "", "how idle guests pass time: spin (default) or warp (needs detvm's patched QEMU; overrides the scenario's idle:)")
 	c.Flags().BoolVar(&cold, "cold", false, "boot the guests even if a warm start (the cluster saved right after its first boot) is cached")
 	c.Flags().BoolVar(&portable, "portable", false, "the replay bundle also carries the kernel and node images (replays on a machine without the scenario's files)")
+	c.Flags().StringVar(&faultsFlag, "faults", "", "fault schedule: random (every kind, moderate rates, from the seed), none, or a YAML file (docs/faults.md); overrides the scenario's faults:")
 	c.Flags().StringVar(&branchSeed, "branch-seed", "", "with --from-snapshot: continue with this seed for everything random after the snapshot")
 	return c
+}
+
+// loadFaults reads --faults: a built-in policy's name or a file.
+func loadFaults(arg string) (*faults.Spec, error) {
+	if spec, ok := faults.Builtin(arg); ok {
+		return spec, nil
+	}
+	if _, err := os.Stat(arg); err != nil {
+		return nil, usagef("--faults %s: no such file and not a built-in policy; use random, none, or a YAML file of faults (docs/faults.md)", arg)
+	}
+	spec, err := faults.Load(arg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return spec, nil
 }
 
 // snapshotOptions checks and fills the snapshot flags of run.
@@ -172,7 +194,21 @@ func printResult(r *cluster.Result) {
 		if v.Message != "" {
 			msg = " (" + v.Message + ")"
 		}
-		fmt.Printf("  %-8s %s%s\n", v.Status, v.Property, msg)
+		prop := v.Property
+		if v.Kind != "" && v.Kind != "exit" && v.Kind != "history" {
+			prop = v.Kind + " " + strconv.Quote(v.Property) // an SDK assertion
+		}
+		fmt.Printf("  %-8s %s%s\n", v.Status, prop, msg)
+		if f := v.FirstFailure; f != nil {
+			who := f.Node
+			if f.Proc != "" {
+				who += "/" + f.Proc
+			}
+			fmt.Printf("           first failed at epoch %d (%.3f s virtual) on %s: %s\n", f.Epoch, float64(f.VirtualNS)/1e9, who, f.Message)
+		}
+	}
+	for _, w := range r.PropertyWarnings {
+		fmt.Printf("warning   %s\n", w)
 	}
 	fmt.Printf("verdict   %s\n", verdict)
 	fmt.Printf("seed      %d\n", r.Seed)
@@ -196,6 +232,21 @@ func printResult(r *cluster.Result) {
 			segs = append(segs, fmt.Sprintf("seed %d from epoch %d", s.Seed, s.FromEpoch))
 		}
 		fmt.Printf("segments  %s\n", strings.Join(segs, ", "))
+	}
+	if len(r.Faults) > 0 {
+		kinds := map[string]int{}
+		var order []string
+		for _, f := range r.Faults {
+			if kinds[f.Kind] == 0 {
+				order = append(order, f.Kind)
+			}
+			kinds[f.Kind]++
+		}
+		var parts []string
+		for _, k := range order {
+			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+		fmt.Printf("faults    %s (log: %s)\n", strings.Join(parts, ", "), filepath.Join(r.RunDir, "faults.log"))
 	}
 	for _, s := range r.Snapshots {
 		fmt.Printf("snapshot  %s at epoch %d (%.3f s virtual): %d MB, %d MB new\n", s.ID, s.Epoch, float64(s.VirtualNS)/1e9, s.Bytes>>20, s.NewBytes>>20)

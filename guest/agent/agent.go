@@ -16,6 +16,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -25,14 +27,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/detvm/detvm/wire"
+	"github.com/detvm/detvm/workload/sdk"
 )
 
 // Main is the entry point of /init. It never returns: PID 1 must not exit.
 func Main() {
+	if filepath.Base(os.Args[0]) == "detvm-sdk" {
+		// The same binary is /bin/detvm-sdk, the SDK's shell helper.
+		os.Exit(sdk.CLI(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "spin" {
 		spin()
 	}
-	a := &agent{}
+	a := newAgent()
 	if err := a.run(); err != nil {
 		// Before the first barrier the controller can only see the console
 		// and QEMU's exit; powering off makes the failure immediate rather
@@ -48,12 +55,32 @@ type agent struct {
 	cfg  wire.Config
 	page *wire.Page
 
-	tun *os.File // nil without a network
+	tun  *os.File   // nil without a network
+	sdk  *sdkServer // nil until the SDK socket is up (sdk.go)
+	test *testRun   // the test composer; nil without a test (composer.go)
+
+	k     kernel              // what fault commands act on
+	start func(p *proc) error // starts an instance of p, pmu held: startProc
+	sigc  chan os.Signal      // SIGCHLD, for the reaper
 
 	mu        sync.Mutex
 	pending   []byte // encoded events not yet in the shared page
 	pendingTX []byte // encoded frames read from the TUN, not yet in the page
-	waiting   int    // processes the run waits for that have not exited
+
+	// pmu guards the process table. It is held across starting a process
+	// and across reaping, so a child that exits at once is registered
+	// before it is reaped. Lock order: pmu, then mu.
+	pmu   sync.Mutex
+	procs []*proc // Main, then the commands, in Config order
+	main  *proc   // nil without a main process
+	cmds  []*proc
+	byPID map[int]*instance // instances not yet reaped
+}
+
+func newAgent() *agent {
+	a := &agent{k: sysKernel{}, byPID: make(map[int]*instance)}
+	a.start = a.startProc
+	return a
 }
 
 func (a *agent) run() error {
@@ -73,17 +100,26 @@ func (a *agent) run() error {
 	if err := loUp(); err != nil {
 		return err
 	}
+	cgroups := true
+	if err := setupCgroups(); err != nil {
+		// The node runs; only cpu-max and freeze commands will fail.
+		a.logf("no cgroups: %v", err)
+		cgroups = false
+	}
 	for _, m := range a.cfg.Modules {
 		if err := loadModule(m); err != nil {
 			return err
 		}
 	}
-	// Counted before the first barrier, so no barrier can report "done"
-	// before the processes have even started.
-	if a.cfg.Main != nil && !a.cfg.Main.Daemon {
-		a.waiting++
+	if err := mountDisk(a.cfg.Disk); err != nil {
+		return err
 	}
-	a.waiting += len(a.cfg.Commands)
+	// Registered before the first barrier, so no barrier can report
+	// "done" before the processes have even started.
+	a.addProcs(cgroups)
+	// Before any process starts, so no exit goes unnoticed.
+	a.sigc = make(chan os.Signal, 16)
+	signal.Notify(a.sigc, unix.SIGCHLD)
 	if a.cfg.Net != nil {
 		if a.tun, err = setupNet(a.cfg.Net); err != nil {
 			return err
@@ -99,6 +135,10 @@ func (a *agent) run() error {
 		if err := startSpinner(); err != nil {
 			return err
 		}
+	}
+	if err := a.listenSDK(); err != nil {
+		// The node runs; SDK messages fall back to the senders' stderr.
+		a.logf("sdk: no socket: %v", err)
 	}
 	ready := make(chan struct{})
 	go a.epochLoop(ready)
@@ -116,31 +156,38 @@ func (a *agent) run() error {
 }
 
 // epochLoop wakes at every epoch boundary of guest CLOCK_MONOTONIC, hands
-// pending events to the controller and executes the barrier. It runs on its
-// own OS thread at real-time priority so that a busy process delays it only
-// as the guest's own scheduler decides.
+// pending events to the controller and executes the barrier; after it, the
+// controller's fault commands, then its frames. It runs on its own OS thread
+// at real-time priority so that a busy process delays it only as the
+// guest's own scheduler decides.
 func (a *agent) epochLoop(ready chan<- struct{}) {
 	runtime.LockOSThread()
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 50}
+	// RESET_ON_FORK: a process a restart command starts from this thread
+	// must not inherit its real-time priority (nor could it then enter a
+	// cgroup with the cpu controller).
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 50, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
 	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
 		a.logf("epoch thread stays SCHED_OTHER: %v", err)
 	}
 	epochNS := a.cfg.EpochNS
-	base := uint64(0)
+	origin := uint64(0)
 	branch := uint64(0)
 	for {
 		now := monoNS()
 		a.page.SetMonoNS(now)
+		waiting := a.waiting()
+		a.drainSDK() // what was sent before the barrier belongs to it
 		a.mu.Lock()
 		a.pending = a.pending[a.page.AppendOut(a.pending):]
 		a.pendingTX = a.pendingTX[a.page.AppendTX(a.pendingTX):]
 		state := wire.StateRunning
-		if a.waiting == 0 && ready == nil {
+		if waiting == 0 && ready == nil {
 			state = wire.StateDone
 		}
 		a.mu.Unlock()
 		a.page.SetState(state)
 		barrier()
+		a.runCommands()
 		a.deliverRX()
 		if b := a.page.Branch(); b != branch {
 			// A branch: everything random from here on follows the
@@ -151,12 +198,13 @@ func (a *agent) epochLoop(ready chan<- struct{}) {
 			}
 		}
 		if ready != nil {
-			// Epoch 0 is "agent ready"; later boundaries are counted from it.
-			base = (now/epochNS + 1) * epochNS
+			// The ready barrier; later boundaries are counted from the
+			// next one, which is controller epoch Base (0 at boot).
+			origin = (now/epochNS + 1) * epochNS
 			close(ready)
 			ready = nil
 		}
-		sleepUntil(base + a.page.Epoch()*epochNS)
+		sleepUntil(wakeAt(origin, a.page.Epoch(), a.page.Base(), epochNS))
 	}
 }
 
@@ -167,13 +215,19 @@ func (a *agent) emit(e wire.Event) {
 	a.mu.Unlock()
 }
 
+// logf writes a line to the console and reports it as a KindLog event.
 func (a *agent) logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	t := monoNS()
-	fmt.Fprintf(os.Stdout, "[%5d.%06d] detvm-agent: %s\n", t/1e9, t%1e9/1e3, msg)
+	a.console(msg)
 	if a.page != nil {
 		a.emit(wire.Event{Kind: wire.KindLog, Data: []byte(msg)})
 	}
+}
+
+// console writes a line to the console only.
+func (a *agent) console(msg string) {
+	t := monoNS()
+	fmt.Fprintf(os.Stdout, "[%5d.%06d] detvm-agent: %s\n", t/1e9, t%1e9/1e3, msg)
 }
 
 func monoNS() uint64 {
@@ -192,6 +246,7 @@ func mountAll() error {
 	for _, m := range []struct{ src, dst, fs, data string }{
 		{"proc", "/proc", "proc", ""},
 		{"sysfs", "/sys", "sysfs", ""},
+		{"cgroup2", cgroupRoot, "cgroup2", ""},
 		{"devtmpfs", "/dev", "devtmpfs", ""},
 		{"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
 		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},

@@ -19,6 +19,8 @@ var (
 	once    sync.Once
 	tools   cluster.Tools
 	skipWhy string
+	// examplesErr is why the examples' Go programs did not build.
+	examplesErr error
 )
 
 // RepoRoot is the module root, found from this file's location.
@@ -35,6 +37,7 @@ func Tools(t testing.TB) cluster.Tools {
 		t.Skip("QEMU test: skipped with -short")
 	}
 	once.Do(func() {
+		examplesErr = buildGoExamples()
 		if os.Getenv("DETVM_AGENT") == "" {
 			dir, err := os.MkdirTemp("", "detvm-testenv-")
 			if err != nil {
@@ -66,6 +69,9 @@ func Tools(t testing.TB) cluster.Tools {
 			t.Fatalf("QEMU prerequisites missing in CI: %s", skipWhy)
 		}
 		t.Skipf("QEMU prerequisites missing (run `make setup`): %s", skipWhy)
+	}
+	if examplesErr != nil {
+		t.Fatalf("examples' Go programs: %v", examplesErr)
 	}
 	return tools
 }

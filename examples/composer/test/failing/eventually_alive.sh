@@ -1,0 +1,1 @@
+../main/eventually_alive.sh

@@ -1,0 +1,1 @@
+../main/finally_done.sh

@@ -1,0 +1,1 @@
+../main/helper_lib.sh
