@@ -24,7 +24,7 @@ demo: setup build
 
 # The whole suite, real QEMU tests included (about 10 minutes on 2 cores).
 test: setup build check
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 45m ./...
 
 # Long repetitions outside CI: 10 runs per example, half under a CPU hog.
 soak: setup build
