@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/detvm/detvm/internal/textdist"
 )
 
 // Error is a problem in a fault spec, found by ParseSpec, Load or Compile.
@@ -82,7 +84,7 @@ func suggest(key string, allowed []string) string {
 	// time: "n9" is as near to n1 as to n2.
 	best, bestD, ties := "", limit+1, 0
 	for _, k := range allowed {
-		switch d := distance(lk, k); {
+		switch d := textdist.Distance(lk, k); {
 		case d < bestD:
 			best, bestD, ties = k, d, 1
 		case d == bestD:
@@ -101,33 +103,6 @@ func suggest(key string, allowed []string) string {
 		}
 	}
 	return ""
-}
-
-// distance is the optimal string alignment distance: Levenshtein plus
-// transposition of adjacent letters.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
 
 // didYouMean appends a suggestion for text among allowed to hint.

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+
+	"github.com/detvm/detvm/internal/textdist"
 )
 
 // Error is a problem found in a scenario file. Its message is a single line,
@@ -142,7 +144,7 @@ func suggest(key string, allowed []string) string {
 	}
 	best, bestD := "", limit+1
 	for _, k := range allowed {
-		if d := distance(lk, k); d < bestD {
+		if d := textdist.Distance(lk, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -157,31 +159,4 @@ func suggest(key string, allowed []string) string {
 		}
 	}
 	return ""
-}
-
-// distance is the optimal string alignment distance: Levenshtein plus
-// transposition of adjacent letters, the most common typo.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
