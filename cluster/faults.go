@@ -44,6 +44,7 @@ type plan struct {
 	hold     map[int]hold           // nodes to keep in their barrier from this boundary on
 	unhold   map[int]hold           // nodes whose hold ends at this boundary
 	lines    []string               // the faults log for this boundary
+	started  []faults.Fault         // the faults that begin at this boundary
 }
 
 // faultDriver turns a compiled schedule into the actions of each epoch
@@ -77,28 +78,27 @@ func (d *faultDriver) at(next uint64) plan {
 		logf("heal", f)
 		d.heal(&p, f, next)
 	}
-	for _, f := range d.sched.Starting(next) {
+	p.started = d.sched.Starting(next)
+	for _, f := range p.started {
 		logf("start", f)
 		d.start(&p, f, next)
-	}
-	// Strobes flip at every period boundary strictly inside the fault.
-	for _, f := range d.sched.Active(next) {
-		if f.Kind != faults.ClockStrobe || f.Start == next {
-			continue
-		}
-		if per := d.epochs(f.Period); per > 0 && (next-f.Start)%per == 0 {
-			d.flip(&p, f)
-		}
 	}
 	var ids []int
 	var net []faults.Fault
 	for _, f := range d.sched.Active(next) {
-		if f.Kind.Class() == "network" {
+		switch {
+		case f.Kind.Class() == faults.ClassNetwork:
 			ids = append(ids, f.ID)
 			net = append(net, f)
+		case f.Kind == faults.ClockStrobe && f.Start != next:
+			// Strobes flip at every period boundary strictly inside
+			// the fault.
+			if per := d.epochs(f.Period); per > 0 && (next-f.Start)%per == 0 {
+				d.flip(&p, f)
+			}
 		}
 	}
-	if !equalInts(ids, d.netIDs) {
+	if !slices.Equal(ids, d.netIDs) {
 		d.netIDs = ids
 		p.setRules = true
 		p.rules = faults.NetRules(net, d.n, d.epoch)
@@ -195,18 +195,6 @@ func (d *faultDriver) resume(from uint64) {
 	}
 }
 
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // faultsGuest names the controller's line in trace.log: the fault log of
 // the epochs in which faults began or healed.
 const faultsGuest = "faults"
@@ -218,7 +206,7 @@ func (r *runner) planFaults(next uint64) plan {
 		return plan{}
 	}
 	p := r.fd.at(next)
-	for _, f := range r.fd.sched.Starting(next) {
+	for _, f := range p.started {
 		r.res.Faults = append(r.res.Faults, AppliedFault{ID: f.ID, Kind: string(f.Kind), StartEpoch: f.Start, EndEpoch: f.End, Fault: f.Format(r.fd.names)})
 	}
 	for _, l := range p.lines {
