@@ -6,7 +6,7 @@ BIN   := $(CURDIR)/bin
 export DETVM_AGENT := $(BIN)/detvm-agent
 # Go programs the examples run in their guests, each built static into its
 # own directory (examples/etcd/register/register).
-GO_EXAMPLES := examples/etcd/register examples/buggy-kv/kv examples/buggy-kv/workload examples/sdk/sdkdemo
+GO_EXAMPLES := examples/etcd/register examples/etcd/append examples/buggy-kv/kv examples/buggy-kv/workload examples/sdk/sdkdemo
 
 .PHONY: setup build demo test soak bench check clean
 

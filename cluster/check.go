@@ -57,10 +57,17 @@ type HistoryCheck struct {
 // recorded it (found in the guests' events.jsonl; left out if the op was
 // collected before the snapshot a continued run started from).
 func CheckHistory(runDir string, s *scenario.Scenario) HistoryCheck {
-	c := s.Check
+	return CheckHistoryFile(runDir, filepath.Join(runDir, HistoryFile), s.Check, uint64(s.Epoch))
+}
+
+// CheckHistoryFile is CheckHistory for any history file: detvm check runs
+// it on a recorded run, with the model and budget of its choosing.
+// runDir is where porcupine's view goes and where the guests' events are
+// looked up; epochNS turns an epoch into virtual time (0: leave it out).
+func CheckHistoryFile(runDir, path string, c scenario.Check, epochNS uint64) HistoryCheck {
 	out := HistoryCheck{Verdict: Verdict{Property: "history:" + c.History, Kind: "history", Status: string(auditor.Unknown)}}
 	v := &out.Verdict
-	path := filepath.Join(runDir, HistoryFile)
+	name := filepath.Base(path)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		v.Message = "no history: the workload recorded no operations (write them with workload/history into sdk.HistoryWriter())"
@@ -72,11 +79,11 @@ func CheckHistory(runDir string, s *scenario.Scenario) HistoryCheck {
 	ops, err := history.Read(f)
 	f.Close()
 	if err != nil {
-		v.Status, v.Message = string(auditor.Failed), fmt.Sprintf("malformed history %s: %v", HistoryFile, err)
+		v.Status, v.Message = string(auditor.Failed), fmt.Sprintf("malformed history %s: %v", name, err)
 		return out
 	}
 	if len(ops) == 0 {
-		v.Message = "no history: " + HistoryFile + " is empty"
+		v.Message = "no history: " + name + " is empty"
 		return out
 	}
 	switch c.History {
@@ -88,7 +95,7 @@ func CheckHistory(runDir string, s *scenario.Scenario) HistoryCheck {
 		v.Message = fmt.Sprintf("unknown history model %q", c.History)
 	}
 	if out.First != nil && v.Status == string(auditor.Failed) {
-		v.FirstFailure = locateOp(runDir, *out.First, uint64(s.Epoch))
+		v.FirstFailure = locateOp(runDir, *out.First, epochNS)
 	}
 	return out
 }

@@ -44,7 +44,7 @@ func main() {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see `%s --help`)", err, c.CommandPath())
 	})
-	root.AddCommand(runCmd(), replayCmd(), snapshotCmd(), doctorCmd(), imageCmd(), versionCmd(), benchCmd())
+	root.AddCommand(runCmd(), checkCmd(), replayCmd(), snapshotCmd(), doctorCmd(), imageCmd(), versionCmd(), benchCmd())
 	err := root.Execute()
 	os.Exit(exitCode(err))
 }
