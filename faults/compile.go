@@ -114,7 +114,7 @@ func (s *Spec) Compile(t Topology, epoch, duration time.Duration, segs []Segment
 			return nil, fmt.Errorf("faults: compile: segment %d starts at epoch %d, not after %d", i, segs[i].FromEpoch, segs[i-1].FromEpoch)
 		}
 	}
-	c := &compiler{errs: errs{file: s.file}, t: t, field: s.field, epoch: epoch, duration: duration, segs: segs,
+	c := &compiler{errs: newErrs(s.file), t: t, field: s.field, epoch: epoch, duration: duration, segs: segs,
 		endAll: uint64(duration/epoch) + 1, cands: t.candidates()}
 	var out Schedule
 	switch {

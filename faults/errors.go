@@ -2,76 +2,27 @@ package faults
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
+	"github.com/detvm/detvm/internal/fielderr"
 	"github.com/detvm/detvm/internal/textdist"
 )
 
-// Error is a problem in a fault spec, found by ParseSpec, Load or Compile.
-// Its message has the form of the scenario package's errors, on one line:
-//
-//	<file>:<line>: <field>: <problem>; <hint>
-//
-// for example
+// Error is a problem in a fault spec, found by ParseSpec, Load or Compile:
+// one line of the form of the scenario's errors,
 //
 //	run.yaml:7: faults[1].percent: 120 is over 100; use a number above 0 and at most 100, like percent: 20
-//
-// Parts that do not apply are left out together with their separator.
-type Error struct {
-	File    string // file name as given to ParseSpec or Load
-	Line    int    // 1-based; 0 when the problem is not at a line
-	Field   string // path of the field, like faults[0].nodes[1]
-	Problem string // what is wrong
-	Hint    string // what to do about it
-}
+type Error = fielderr.Error
 
-// Error returns the one-line message described on the type.
-func (e *Error) Error() string {
-	var b strings.Builder
-	file := e.File
-	if file == "" {
-		file = "<faults>"
-	}
-	b.WriteString(file)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Problem)
-	if e.Hint != "" {
-		b.WriteString("; ")
-		b.WriteString(e.Hint)
-	}
-	return oneLine.Replace(b.String())
-}
+// errs collects a walk's problems (fielderr.List); a spec without a file
+// name is called <faults> in them.
+type errs struct{ fielderr.List }
 
-var oneLine = strings.NewReplacer("\r\n", `\n`, "\n", `\n`, "\r", `\r`)
+func newErrs(file string) errs { return errs{fielderr.List{File: file, Unnamed: "<faults>"}} }
 
-// errs collects problems; the walk goes on so that the earliest problem in
-// the file is reported whatever order the fields are checked in.
-type errs struct {
-	file string
-	list []*Error
-}
+func (e *errs) fail(line int, field, problem, hint string) { e.Fail(line, field, problem, hint) }
 
-func (e *errs) fail(line int, field, problem, hint string) {
-	e.list = append(e.list, &Error{File: e.file, Line: line, Field: field, Problem: problem, Hint: hint})
-}
-
-// first returns the problem with the smallest line, or nil. The sort is
-// stable, so problems on one line keep the order of the walk.
-func (e *errs) first() error {
-	if len(e.list) == 0 {
-		return nil
-	}
-	sort.SliceStable(e.list, func(i, j int) bool { return e.list[i].Line < e.list[j].Line })
-	return e.list[0]
-}
+func (e *errs) first() error { return e.First() }
 
 // suggest returns the word of allowed that key most likely misspells, or "".
 func suggest(key string, allowed []string) string {

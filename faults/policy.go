@@ -33,7 +33,7 @@ func (c *compiler) policy(pol *policy) Schedule {
 				fmt.Sprintf("use %v or more", c.epoch))
 		}
 	}
-	if len(c.list) > 0 { // problems found above
+	if len(c.Errs) > 0 { // problems found above
 		return nil
 	}
 	quiet := ceilEpochs(pol.quiet, c.epoch)

@@ -192,7 +192,7 @@ func Load(path string) (*Spec, error) {
 // Parse reads a fault spec file's contents; path names it in errors. The
 // spec keeps the bytes (Source), so that a replay bundle can carry them.
 func Parse(data []byte, path string) (*Spec, error) {
-	p := &parser{errs{file: path}}
+	p := &parser{newErrs(path)}
 	docs, err := decodeAll(data)
 	if err != nil {
 		p.syntax(err)
@@ -239,7 +239,7 @@ func unwrapPath(err error) string {
 // earliest line is returned. Node names are checked by Compile, which knows
 // the topology.
 func ParseSpec(n *yaml.Node, file, field string) (*Spec, error) {
-	p := &parser{errs{file: file}}
+	p := &parser{newErrs(file)}
 	s := p.spec(n, field)
 	if err := p.first(); err != nil {
 		return nil, err

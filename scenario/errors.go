@@ -2,75 +2,26 @@ package scenario
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
-	"sort"
 	"strings"
 
+	"github.com/detvm/detvm/internal/fielderr"
 	"github.com/detvm/detvm/internal/textdist"
 )
 
-// Error is a problem found in a scenario file. Its message is a single line,
-//
-//	<file>:<line>: <field>: <problem>; <hint>
-//
-// for example
+// Error is a problem found in a scenario file: one line,
 //
 //	x.yaml:3: duration: "2 sec" is not a duration; use Go duration syntax like 2s or 1500ms
 //
-// Parts that do not apply (a line for an unreadable file, a field for an
-// empty file) are left out together with their separator.
-type Error struct {
-	File    string // file name as given to Load or Parse
-	Line    int    // 1-based; 0 when the problem is not at a line
-	Field   string // path of the field, like nodes[0].binary; "" for the whole file
-	Problem string // what is wrong
-	Hint    string // what to do about it
-}
-
-// Error returns the one-line message described on the type.
-func (e *Error) Error() string {
-	var b strings.Builder
-	file := e.File
-	if file == "" {
-		file = "<scenario>"
-	}
-	b.WriteString(file)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Problem)
-	if e.Hint != "" {
-		b.WriteString("; ")
-		b.WriteString(e.Hint)
-	}
-	// Values quoted from the file may hold line breaks; the message must
-	// stay one line.
-	return oneLine.Replace(b.String())
-}
-
-var oneLine = strings.NewReplacer("\r\n", `\n`, "\n", `\n`, "\r", `\r`)
+// (fielderr.Error, which fault specs share).
+type Error = fielderr.Error
 
 // fail records a problem; the walk goes on so that the earliest problem in
 // the file can be reported no matter in which order fields are checked.
-func (p *parser) fail(line int, field, problem, hint string) {
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Field: field, Problem: problem, Hint: hint})
-}
+func (p *parser) fail(line int, field, problem, hint string) { p.errs.Fail(line, field, problem, hint) }
 
-// first returns the problem with the smallest line. The sort is stable so
-// that problems on one line keep the deterministic order of the walk.
-func (p *parser) first() error {
-	if len(p.errs) == 0 {
-		return nil
-	}
-	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
-	return p.errs[0]
-}
+// first returns the problem with the smallest line.
+func (p *parser) first() error { return p.errs.First() }
 
 func readError(path string, err error) error {
 	var pe *fs.PathError

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/detvm/detvm/faults"
+	"github.com/detvm/detvm/internal/fielderr"
 )
 
 // parser walks the yaml.Node tree by hand instead of letting yaml.v3 decode
@@ -25,7 +26,7 @@ import (
 // errors are worth more than the code saved.
 type parser struct {
 	file  string
-	errs  []*Error
+	errs  fielderr.List
 	paths []hostPath // host paths for Load to resolve and check
 
 	// The nodes as written, for expand to turn into Scenario.Nodes.
@@ -35,6 +36,10 @@ type parser struct {
 	// reported: the subnet's if written, else the nodes key's.
 	subnetLine, nodesLine int
 	subnetBad             bool // the subnet written is invalid
+}
+
+func newParser(file string) *parser {
+	return &parser{file: file, errs: fielderr.List{File: file, Unnamed: "<scenario>"}}
 }
 
 // schema is the set of keys one kind of mapping allows, with a description
@@ -1284,7 +1289,7 @@ func defaultName(file string) string {
 func (p *parser) faultErr(err error) {
 	var fe *faults.Error
 	if errors.As(err, &fe) {
-		p.errs = append(p.errs, &Error{File: p.file, Line: fe.Line, Field: fe.Field, Problem: fe.Problem, Hint: fe.Hint})
+		p.fail(fe.Line, fe.Field, fe.Problem, fe.Hint)
 		return
 	}
 	p.fail(0, "faults", err.Error(), "")
@@ -1294,7 +1299,7 @@ func (p *parser) faultErr(err error) {
 // so that a fault naming a node that does not exist is reported when the
 // scenario loads, not when the run reaches it.
 func (p *parser) checkFaults(s *Scenario) {
-	if s.Faults == nil || len(p.errs) > 0 {
+	if s.Faults == nil || len(p.errs.Errs) > 0 {
 		return
 	}
 	topo := faults.Topology{Sidecar: -1}

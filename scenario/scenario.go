@@ -198,7 +198,7 @@ func Load(path string) (*Scenario, error) {
 	if err != nil {
 		return nil, readError(path, err)
 	}
-	p := &parser{file: path}
+	p := newParser(path)
 	s := p.parse(data)
 	s.Path = abs
 	s.Dir = filepath.Dir(abs)
@@ -217,7 +217,7 @@ func Load(path string) (*Scenario, error) {
 // name is the file name used in error messages and for the default
 // Scenario.Name.
 func Parse(data []byte, name string) (*Scenario, error) {
-	p := &parser{file: name}
+	p := newParser(name)
 	s := p.parse(data)
 	p.expand(s)
 	p.checkFaults(s)
