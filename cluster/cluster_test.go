@@ -193,6 +193,13 @@ func TestEtcdCluster(t *testing.T) {
 		t.Errorf("etcd register history: %s: %s", v.Status, v.Message)
 	}
 	t.Logf("etcd register history: %s", historyCounts(t, a.RunDir))
+	// SDK assertions from Go (the load generator's summary) and from the
+	// shell (health.sh, through detvm-sdk) are verdicts of the run.
+	for _, want := range []string{"a request succeeds", "most requests succeed", "every member is healthy after the load"} {
+		if v := verdict(a, want); v == nil || v.Status != "passed" {
+			t.Errorf("verdict %q: %+v; want passed (verdicts %+v)", want, v, a.Verdicts)
+		}
+	}
 	if len(a.Snapshots) != 1 {
 		t.Fatalf("took %d snapshots, want 1 at 2.5 s", len(a.Snapshots))
 	}
@@ -360,4 +367,14 @@ func TestDaemonsOnlyRunsToDuration(t *testing.T) {
 	if res.Ended != "duration" || res.VirtualNS != 300e6 || res.Failed() {
 		t.Fatalf("ended %q after %d ns, verdicts %+v; want the full 300 ms and a pass", res.Ended, res.VirtualNS, res.Verdicts)
 	}
+}
+
+// verdict returns res's verdict on property, nil if it has none.
+func verdict(res *cluster.Result, property string) *cluster.Verdict {
+	for i := range res.Verdicts {
+		if res.Verdicts[i].Property == property {
+			return &res.Verdicts[i]
+		}
+	}
+	return nil
 }

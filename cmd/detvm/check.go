@@ -74,13 +74,7 @@ guests' events. Exit 0 if the history passed or could not be decided in the time
 				}
 			} else {
 				fmt.Printf("%-8s %s (%s)\n", v.Status, v.Property, v.Message)
-				if f := v.FirstFailure; f != nil {
-					who := f.Node
-					if f.Proc != "" {
-						who += "/" + f.Proc
-					}
-					fmt.Printf("         first failed at epoch %d (%.3f s virtual) on %s: %s\n", f.Epoch, float64(f.VirtualNS)/1e9, who, f.Message)
-				}
+				printFirstFailure(v.FirstFailure, "         ")
 			}
 			if v.Status == string(auditor.Failed) {
 				return exitError{exitFailed}

@@ -199,13 +199,7 @@ func printResult(r *cluster.Result) {
 			prop = v.Kind + " " + strconv.Quote(v.Property) // an SDK assertion
 		}
 		fmt.Printf("  %-8s %s%s\n", v.Status, prop, msg)
-		if f := v.FirstFailure; f != nil {
-			who := f.Node
-			if f.Proc != "" {
-				who += "/" + f.Proc
-			}
-			fmt.Printf("           first failed at epoch %d (%.3f s virtual) on %s: %s\n", f.Epoch, float64(f.VirtualNS)/1e9, who, f.Message)
-		}
+		printFirstFailure(v.FirstFailure, "           ")
 	}
 	for _, w := range r.PropertyWarnings {
 		fmt.Printf("warning   %s\n", w)
@@ -251,6 +245,18 @@ func printResult(r *cluster.Result) {
 	for _, s := range r.Snapshots {
 		fmt.Printf("snapshot  %s at epoch %d (%.3f s virtual): %d MB, %d MB new\n", s.ID, s.Epoch, float64(s.VirtualNS)/1e9, s.Bytes>>20, s.NewBytes>>20)
 	}
+}
+
+// printFirstFailure prints where a failed verdict first failed, if known.
+func printFirstFailure(f *cluster.FirstFailure, indent string) {
+	if f == nil {
+		return
+	}
+	who := f.Node
+	if f.Proc != "" {
+		who += "/" + f.Proc
+	}
+	fmt.Printf("%sfirst failed at epoch %d (%.3f s virtual) on %s: %s\n", indent, f.Epoch, float64(f.VirtualNS)/1e9, who, f.Message)
 }
 
 func versionCmd() *cobra.Command {

@@ -22,56 +22,21 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/detvm/detvm/examples/etcd/gateway"
 	"github.com/detvm/detvm/workload/loadgen"
-	"github.com/detvm/detvm/workload/sdk"
 )
 
 func main() {
-	endpoints := flag.String("endpoints", "http://node-1:2379,http://node-2:2379,http://node-3:2379", "etcd client URLs, comma-separated")
+	load := gateway.NewLoad("append")
 	prefix := flag.String("prefix", "append/", "etcd key prefix of the lists")
-	keys := flag.Int("keys", 4, "active keys")
+	keys := flag.Int("keys", 8, "active keys")
 	maxAppends := flag.Int("max-appends", 32, "appends a key gets before it is retired for a fresh one")
-	clients := flag.Int("clients", 5, "concurrent clients")
-	rate := flag.Float64("rate", 100, "target transactions per second (0: unlimited)")
-	duration := flag.Duration("duration", time.Second, "how long to issue transactions")
-	timeout := flag.Duration("timeout", time.Second, "timeout of one request")
-	ready := flag.Duration("ready", 10*time.Second, "how long to wait for a healthy member")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "append: unexpected argument %q\n", flag.Arg(0))
-		os.Exit(2)
-	}
-	c := &client{Client: gateway.New(*clients), prefix: *prefix}
-	eps := strings.Split(*endpoints, ",")
-	ctx := context.Background()
-	if err := c.WaitHealthy(ctx, eps, *ready); err != nil {
-		fmt.Fprintf(os.Stderr, "append: %v\n", err)
-		os.Exit(1)
-	}
-	sdk.SetupComplete(map[string]any{"endpoints": eps})
-	st, err := loadgen.Run(ctx, loadgen.Config{
-		Client:      c,
-		Generator:   &loadgen.ListAppend{Keys: *keys, MaxAppends: *maxAppends},
-		Endpoints:   eps,
-		Concurrency: *clients,
-		Rate:        *rate,
-		Duration:    *duration,
-		Timeout:     *timeout,
+	load.Run(func(c *gateway.Client) (loadgen.Generator, loadgen.Client) {
+		return &loadgen.ListAppend{Keys: *keys, MaxAppends: *maxAppends}, &client{Client: c, prefix: *prefix}
 	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "append: %v\n", err)
-		os.Exit(1)
-	}
-	if st.OK == 0 {
-		fmt.Fprintln(os.Stderr, "append: no transaction succeeded")
-		os.Exit(1)
-	}
 }
 
 // client performs list-append transactions on etcd through its gateway.

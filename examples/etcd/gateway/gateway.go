@@ -10,13 +10,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/detvm/detvm/workload/loadgen"
+	"github.com/detvm/detvm/workload/sdk"
 )
 
 // Client talks to etcd members through their gateways.
@@ -101,3 +104,67 @@ func (c *Client) Call(ctx context.Context, method, url string, in, out any) erro
 
 // B64 encodes a key or value as the gateway wants bytes: base64.
 func B64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// Load is what the example's workloads have in common: the flags of a
+// load against the cluster, then the load itself.
+type Load struct {
+	Name      string // the program's name, for messages
+	endpoints *string
+	clients   *int
+	rate      *float64
+	duration  *time.Duration
+	timeout   *time.Duration
+	ready     *time.Duration
+}
+
+// NewLoad registers the common flags on flag.CommandLine.
+func NewLoad(name string) *Load {
+	return &Load{
+		Name:      name,
+		endpoints: flag.String("endpoints", "http://node-1:2379,http://node-2:2379,http://node-3:2379", "etcd client URLs, comma-separated"),
+		clients:   flag.Int("clients", 5, "concurrent clients"),
+		rate:      flag.Float64("rate", 100, "target operations per second (0: unlimited)"),
+		duration:  flag.Duration("duration", time.Second, "how long to issue operations"),
+		timeout:   flag.Duration("timeout", time.Second, "timeout of one request"),
+		ready:     flag.Duration("ready", 10*time.Second, "how long to wait for a healthy member"),
+	}
+}
+
+// Run parses the flags, waits until a member is healthy, says so with
+// sdk.SetupComplete, and runs the load with the generator and client that
+// setup makes (after the flags are parsed) from a gateway Client. It exits
+// 2 for bad flags and 1 if the cluster never became healthy or no
+// operation succeeded.
+func (l *Load) Run(setup func(*Client) (loadgen.Generator, loadgen.Client)) {
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", l.Name, flag.Arg(0))
+		os.Exit(2)
+	}
+	c := New(*l.clients)
+	eps := strings.Split(*l.endpoints, ",")
+	ctx := context.Background()
+	if err := c.WaitHealthy(ctx, eps, *l.ready); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", l.Name, err)
+		os.Exit(1)
+	}
+	sdk.SetupComplete(map[string]any{"endpoints": eps})
+	gen, client := setup(c)
+	st, err := loadgen.Run(ctx, loadgen.Config{
+		Client:      client,
+		Generator:   gen,
+		Endpoints:   eps,
+		Concurrency: *l.clients,
+		Rate:        *l.rate,
+		Duration:    *l.duration,
+		Timeout:     *l.timeout,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", l.Name, err)
+		os.Exit(1)
+	}
+	if st.OK == 0 {
+		fmt.Fprintf(os.Stderr, "%s: no operation succeeded\n", l.Name)
+		os.Exit(1)
+	}
+}
