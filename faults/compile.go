@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // Segment is a stretch of a run drawn from one seed: the run's seed from
@@ -183,7 +185,7 @@ func (c *compiler) hand(h *handFault) (Fault, bool) {
 		if h.at == c.duration {
 			problem = fmt.Sprintf("%v is the end of the run: the fault would never act", h.at)
 		}
-		c.fail(h.atLine, join(h.field, "at"), problem, fmt.Sprintf("use a time before %v, or make the run longer", c.duration))
+		c.fail(h.atLine, yamlwalk.Join(h.field, "at"), problem, fmt.Sprintf("use a time before %v, or make the run longer", c.duration))
 		return f, false
 	}
 	f.Start = max(FirstEpoch, uint64(h.at/c.epoch))
@@ -207,13 +209,13 @@ func (c *compiler) hand(h *handFault) (Fault, bool) {
 		}
 	case h.kind == Partition:
 		if problem := c.modeProblem(h.mode); problem != "" {
-			c.fail(h.set["mode"], join(h.field, "mode"), problem, "add nodes to the scenario or use another mode")
+			c.fail(h.set["mode"], yamlwalk.Join(h.field, "mode"), problem, "add nodes to the scenario or use another mode")
 			return f, false
 		}
 		f.Groups = shape(g, h.mode, c.cands)
 	case h.nodes == nil:
 		if len(c.cands) == 0 {
-			c.fail(h.line, join(h.field, "nodes"), "there is no node to pick at random: every guest is the sidecar",
+			c.fail(h.line, yamlwalk.Join(h.field, "nodes"), "there is no node to pick at random: every guest is the sidecar",
 				"name the nodes, like nodes: ["+c.nameList()+"]")
 			return f, false
 		}
@@ -225,7 +227,7 @@ func (c *compiler) hand(h *handFault) (Fault, bool) {
 		ok = nok && tok
 	}
 	if h.has("period") && h.period < c.epoch {
-		c.fail(h.set["period"], join(h.field, "period"), fmt.Sprintf("%v is shorter than an epoch (%v)", h.period, c.epoch),
+		c.fail(h.set["period"], yamlwalk.Join(h.field, "period"), fmt.Sprintf("%v is shorter than an epoch (%v)", h.period, c.epoch),
 			fmt.Sprintf("use %v or more", c.epoch))
 		ok = false
 	}

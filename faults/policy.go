@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"slices"
 	"time"
+
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // slotsPerWindow is how many slots a policy window is cut into; a kind
@@ -16,7 +18,7 @@ const slotsPerWindow = 64
 func (c *compiler) policy(pol *policy) Schedule {
 	we := uint64(pol.window / c.epoch)
 	if we == 0 {
-		c.fail(max(pol.windowLine, pol.line), join(pol.field, "window"), fmt.Sprintf("%v is shorter than an epoch (%v)", pol.window, c.epoch),
+		c.fail(max(pol.windowLine, pol.line), yamlwalk.Join(pol.field, "window"), fmt.Sprintf("%v is shorter than an epoch (%v)", pol.window, c.epoch),
 			fmt.Sprintf("use %v or more", c.epoch))
 	}
 	for i, ps := range pol.params {
@@ -25,11 +27,11 @@ func (c *compiler) policy(pol *policy) Schedule {
 		}
 		if ps.has("mode") {
 			if problem := c.modeProblem(ps.mode); problem != "" {
-				c.fail(ps.set["mode"], join(ps.field, "mode"), problem, "add nodes to the scenario or use another mode")
+				c.fail(ps.set["mode"], yamlwalk.Join(ps.field, "mode"), problem, "add nodes to the scenario or use another mode")
 			}
 		}
 		if ps.has("period") && ps.period < c.epoch {
-			c.fail(ps.set["period"], join(ps.field, "period"), fmt.Sprintf("%v is shorter than an epoch (%v)", ps.period, c.epoch),
+			c.fail(ps.set["period"], yamlwalk.Join(ps.field, "period"), fmt.Sprintf("%v is shorter than an epoch (%v)", ps.period, c.epoch),
 				fmt.Sprintf("use %v or more", c.epoch))
 		}
 	}

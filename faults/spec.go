@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // Spec is what a scenario's faults: key or a --faults file holds, parsed but
@@ -192,18 +194,18 @@ func Load(path string) (*Spec, error) {
 // Parse reads a fault spec file's contents; path names it in errors. The
 // spec keeps the bytes (Source), so that a replay bundle can carry them.
 func Parse(data []byte, path string) (*Spec, error) {
-	p := &parser{newErrs(path)}
-	docs, err := decodeAll(data)
+	p := newParser(path)
+	docs, err := yamlwalk.DecodeAll(data)
 	if err != nil {
 		p.syntax(err)
 		return nil, p.first()
 	}
-	if len(docs) == 0 || isNull(docs[0].Content[0]) {
+	if len(docs) == 0 || yamlwalk.IsNull(docs[0].Content[0]) {
 		return nil, &Error{File: path, Line: 1, Problem: "the file is empty",
 			Hint: "write a list of faults (- kind: partition ...), policy: random, or use --faults none"}
 	}
 	for _, d := range docs[1:] {
-		if len(d.Content) > 0 && !isNull(d.Content[0]) {
+		if len(d.Content) > 0 && !yamlwalk.IsNull(d.Content[0]) {
 			return nil, &Error{File: path, Line: d.Line, Problem: `a second YAML document starts here (after "---")`, Hint: "keep one fault spec per file"}
 		}
 	}
@@ -239,7 +241,7 @@ func unwrapPath(err error) string {
 // earliest line is returned. Node names are checked by Compile, which knows
 // the topology.
 func ParseSpec(n *yaml.Node, file, field string) (*Spec, error) {
-	p := &parser{newErrs(file)}
+	p := newParser(file)
 	s := p.spec(n, field)
 	if err := p.first(); err != nil {
 		return nil, err
@@ -258,11 +260,11 @@ func (p *parser) spec(n *yaml.Node, field string) *Spec {
 			n = n.Content[0]
 		}
 	}
-	if n == nil || n.Kind == 0 || isNull(n) {
+	if n == nil || n.Kind == 0 || yamlwalk.IsNull(n) {
 		s, _ := Builtin("none")
 		return s
 	}
-	d := deref(n)
+	d := yamlwalk.Deref(n)
 	switch d.Kind {
 	case yaml.ScalarNode:
 		if s, ok := Builtin(d.Value); ok {
@@ -289,19 +291,19 @@ func (p *parser) spec(n *yaml.Node, field string) *Spec {
 			}
 			return "", ""
 		})
-		v := p.req(f, "policy", `add "policy: random", or write the faults as a list (- kind: partition ...)`)
+		v := f.Req("policy", `add "policy: random", or write the faults as a list (- kind: partition ...)`)
 		if v == nil {
 			return &Spec{}
 		}
-		return p.policy(v, join(field, "policy"))
+		return p.policy(v, yamlwalk.Join(field, "policy"))
 	default:
-		p.fail(n.Line, field, "is "+kindName(d), specHint)
+		p.fail(n.Line, field, "is "+yamlwalk.KindName(d), specHint)
 	}
 	return &Spec{}
 }
 
 func (p *parser) policy(v *yaml.Node, field string) *Spec {
-	d := deref(v)
+	d := yamlwalk.Deref(v)
 	if d.Kind == yaml.ScalarNode {
 		if s, ok := Builtin(d.Value); ok {
 			return s
@@ -310,47 +312,47 @@ func (p *parser) policy(v *yaml.Node, field string) *Spec {
 			"use policy: random, policy: none, or a mapping of settings like {window: 1s, rates: {partition: 0.2}}")
 		return &Spec{}
 	}
-	if p.mapping(v, field, "use policy: random or a mapping of settings like {window: 1s, rates: {partition: 0.2}}") == nil {
+	if p.Mapping(v, field, "use policy: random or a mapping of settings like {window: 1s, rates: {partition: 0.2}}") == nil {
 		return &Spec{}
 	}
 	pol := randomPolicy()
 	pol.line, pol.field = v.Line, field
 	f := p.fields(d, field, policyKeys, nil)
 	const lengthHint = "use a duration above 0, like 500ms"
-	if v := f.opt("window"); v != nil {
+	if v := f.Opt("window"); v != nil {
 		pol.windowLine = v.Line
-		if x, ok := p.duration(v, join(field, "window"), "use a duration above 0, like 1s", 1); ok {
+		if x, ok := p.duration(v, yamlwalk.Join(field, "window"), "use a duration above 0, like 1s", 1); ok {
 			pol.window = x
 		}
 	}
-	if v := f.opt("max_concurrent"); v != nil {
+	if v := f.Opt("max_concurrent"); v != nil {
 		const hint = "use a whole number of 1 or more, like max_concurrent: 2"
-		if x, text, ok := p.integer(v, join(field, "max_concurrent"), hint); ok {
+		if x, text, ok := p.integer(v, yamlwalk.Join(field, "max_concurrent"), hint); ok {
 			if x < 1 || x > math.MaxInt32 {
-				p.fail(v.Line, join(field, "max_concurrent"), fmt.Sprintf("%s is out of range", text), hint)
+				p.fail(v.Line, yamlwalk.Join(field, "max_concurrent"), fmt.Sprintf("%s is out of range", text), hint)
 			} else {
 				pol.maxConcurrent = int(x)
 			}
 		}
 	}
-	if v := f.opt("quiet"); v != nil {
-		if x, ok := p.duration(v, join(field, "quiet"), "use a duration of 0 or more, like 1s", 0); ok {
+	if v := f.Opt("quiet"); v != nil {
+		if x, ok := p.duration(v, yamlwalk.Join(field, "quiet"), "use a duration of 0 or more, like 1s", 0); ok {
 			pol.quiet = x
 		}
 	}
-	if v := f.opt("final_heal"); v != nil {
-		if x, ok := p.duration(v, join(field, "final_heal"), "use a duration of 0 or more, like 3s", 0); ok {
+	if v := f.Opt("final_heal"); v != nil {
+		if x, ok := p.duration(v, yamlwalk.Join(field, "final_heal"), "use a duration of 0 or more, like 3s", 0); ok {
 			pol.finalHeal = x
 		}
 	}
 	minOK := true
-	if v := f.opt("min"); v != nil {
-		pol.min, minOK = p.duration(v, join(field, "min"), lengthHint, 1)
+	if v := f.Opt("min"); v != nil {
+		pol.min, minOK = p.duration(v, yamlwalk.Join(field, "min"), lengthHint, 1)
 	}
-	if v := f.opt("max"); v != nil {
-		if x, ok := p.duration(v, join(field, "max"), "use a duration above 0, like 3s", 1); ok {
+	if v := f.Opt("max"); v != nil {
+		if x, ok := p.duration(v, yamlwalk.Join(field, "max"), "use a duration above 0, like 3s", 1); ok {
 			if minOK && x < pol.min {
-				p.fail(v.Line, join(field, "max"), fmt.Sprintf("%v is shorter than min (%v)", x, pol.min), fmt.Sprintf("use a duration of %v or more, or lower min", pol.min))
+				p.fail(v.Line, yamlwalk.Join(field, "max"), fmt.Sprintf("%v is shorter than min (%v)", x, pol.min), fmt.Sprintf("use a duration of %v or more, or lower min", pol.min))
 			} else {
 				pol.max = x
 			}
@@ -358,37 +360,37 @@ func (p *parser) policy(v *yaml.Node, field string) *Spec {
 	} else if minOK && pol.min > pol.max {
 		pol.max = pol.min
 	}
-	if v := f.opt("rates"); v != nil {
-		p.rates(v, join(field, "rates"), pol)
+	if v := f.Opt("rates"); v != nil {
+		p.rates(v, yamlwalk.Join(field, "rates"), pol)
 	}
-	if v := f.opt("params"); v != nil {
-		p.defaults(v, join(field, "params"), pol)
+	if v := f.Opt("params"); v != nil {
+		p.defaults(v, yamlwalk.Join(field, "params"), pol)
 	}
 	return &Spec{policy: pol}
 }
 
 // rates reads the mapping of kind to rate. Kinds it leaves out get rate 0.
 func (p *parser) rates(v *yaml.Node, field string, pol *policy) {
-	d := p.mapping(v, field, "write kind: rate pairs, like rates: {partition: 0.2, kill: 0.1}")
+	d := p.Mapping(v, field, "write kind: rate pairs, like rates: {partition: 0.2, kill: 0.1}")
 	if d == nil {
 		return
 	}
 	pol.rates = [numKinds]uint64{}
 	const hint = "use expected new faults per virtual second, from 0 to 1000, like 0.2"
-	for _, e := range p.entries(d, field, map[*yaml.Node]bool{}) {
-		k := Kind(e.name)
+	for _, e := range p.Entries(d, field) {
+		k := Kind(e.Name)
 		if !k.valid() {
-			p.fail(e.key.Line, join(field, e.name), fmt.Sprintf("%q is not a fault kind", e.name), didYouMean("use one of "+kindList(), e.name, kindNames()))
+			p.fail(e.Key.Line, yamlwalk.Join(field, e.Name), fmt.Sprintf("%q is not a fault kind", e.Name), didYouMean("use one of "+kindList(), e.Name, kindNames()))
 			continue
 		}
-		f := join(field, e.name)
-		x, text, ok := p.number(e.val, f, e.name, hint)
+		f := yamlwalk.Join(field, e.Name)
+		x, text, ok := p.number(e.Val, f, e.Name, hint)
 		switch {
 		case !ok:
 		case x < 0:
-			p.fail(e.val.Line, f, fmt.Sprintf("%s is negative", text), hint)
+			p.fail(e.Val.Line, f, fmt.Sprintf("%s is negative", text), hint)
 		case x > MaxRate:
-			p.fail(e.val.Line, f, fmt.Sprintf("%s is over %d", text, MaxRate), hint)
+			p.fail(e.Val.Line, f, fmt.Sprintf("%s is over %d", text, MaxRate), hint)
 		default:
 			pol.rates[k.index()] = uint64(math.Round(x * 1e9))
 		}
@@ -397,19 +399,19 @@ func (p *parser) rates(v *yaml.Node, field string, pol *policy) {
 
 // defaults reads the per-kind settings that replace random draws.
 func (p *parser) defaults(v *yaml.Node, field string, pol *policy) {
-	d := p.mapping(v, field, "write kind: {settings} pairs, like params: {delay: {delay: 50ms}}")
+	d := p.Mapping(v, field, "write kind: {settings} pairs, like params: {delay: {delay: 50ms}}")
 	if d == nil {
 		return
 	}
-	for _, e := range p.entries(d, field, map[*yaml.Node]bool{}) {
-		k := Kind(e.name)
-		f := join(field, e.name)
+	for _, e := range p.Entries(d, field) {
+		k := Kind(e.Name)
+		f := yamlwalk.Join(field, e.Name)
 		if !k.valid() {
-			p.fail(e.key.Line, f, fmt.Sprintf("%q is not a fault kind", e.name), didYouMean("use one of "+kindList(), e.name, kindNames()))
+			p.fail(e.Key.Line, f, fmt.Sprintf("%q is not a fault kind", e.Name), didYouMean("use one of "+kindList(), e.Name, kindNames()))
 			continue
 		}
 		keys := defaultKeys(k)
-		m := p.mapping(e.val, f, fmt.Sprintf("write the settings as a mapping, like %s: {%s}", k, example(k)))
+		m := p.Mapping(e.Val, f, fmt.Sprintf("write the settings as a mapping, like %s: {%s}", k, example(k)))
 		if m == nil {
 			continue
 		}
@@ -424,8 +426,8 @@ func (p *parser) defaults(v *yaml.Node, field string, pol *policy) {
 		})
 		ps := &params{set: map[string]int{}, field: f}
 		for _, key := range keys {
-			if v := fs.opt(key); v != nil {
-				p.param(key, v, join(f, key), k, ps)
+			if v := fs.Opt(key); v != nil {
+				p.param(key, v, yamlwalk.Join(f, key), k, ps)
 			}
 		}
 		pol.params[k.index()] = ps
@@ -458,23 +460,25 @@ func example(k Kind) string {
 }
 
 func (p *parser) handFault(item *yaml.Node, field string, index int) *handFault {
-	d := p.mapping(item, field, `write each fault as a mapping, like "- kind: partition" with its fields under kind`)
+	d := p.Mapping(item, field, `write each fault as a mapping, like "- kind: partition" with its fields under kind`)
 	if d == nil {
 		return nil
 	}
 	f := &handFault{index: index, field: field, line: item.Line}
 	f.set = map[string]int{}
 	f.params.field = field
-	// The kind decides which keys apply, so it is read first.
+	// The kind decides which keys apply, so it is read first, by a walker
+	// that records nothing: the walk that reports problems comes after.
 	var kindNode *yaml.Node
-	for _, e := range p.entriesQuiet(d) {
-		if e.name == "kind" {
-			kindNode = e.val
+	var quiet yamlwalk.Walker
+	for _, e := range quiet.Entries(d, "") {
+		if e.Name == "kind" {
+			kindNode = e.Val
 		}
 	}
 	allowed := faultKeys
-	if kindNode != nil && !isNull(kindNode) {
-		if dk := deref(kindNode); dk.Kind == yaml.ScalarNode && Kind(dk.Value).valid() {
+	if kindNode != nil && !yamlwalk.IsNull(kindNode) {
+		if dk := yamlwalk.Deref(kindNode); dk.Kind == yaml.ScalarNode && Kind(dk.Value).valid() {
 			f.kind = Kind(dk.Value)
 			allowed = allowedKeys(f.kind)
 		}
@@ -485,64 +489,57 @@ func (p *parser) handFault(item *yaml.Node, field string, index int) *handFault 
 		}
 		return "", ""
 	})
-	if v := p.req(fs, "kind", "add what the fault does, like kind: partition (kinds: "+kindList()+")"); v != nil {
-		if text, ok := p.scalar(v, join(field, "kind"), "a kind", "use one of "+kindList()); ok && !Kind(text).valid() {
-			p.fail(v.Line, join(field, "kind"), fmt.Sprintf("%q is not a fault kind", text), didYouMean("use one of "+kindList(), text, kindNames()))
+	if v := fs.Req("kind", "add what the fault does, like kind: partition (kinds: "+kindList()+")"); v != nil {
+		if text, ok := p.Scalar(v, yamlwalk.Join(field, "kind"), "a kind", "use one of "+kindList()); ok && !Kind(text).valid() {
+			p.fail(v.Line, yamlwalk.Join(field, "kind"), fmt.Sprintf("%q is not a fault kind", text), didYouMean("use one of "+kindList(), text, kindNames()))
 		}
 	}
-	if v := p.req(fs, "at", "add when the fault starts, in virtual time, like at: 2s"); v != nil {
+	if v := fs.Req("at", "add when the fault starts, in virtual time, like at: 2s"); v != nil {
 		f.atLine = v.Line
-		f.at, _ = p.duration(v, join(field, "at"), "use a time of 0 or more, like 2s", 0)
+		f.at, _ = p.duration(v, yamlwalk.Join(field, "at"), "use a time of 0 or more, like 2s", 0)
 	}
-	if v := fs.opt("for"); v != nil {
-		f.length, _ = p.duration(v, join(field, "for"), "use a duration above 0 like 3s, or leave for out to last until the end of the run", 1)
+	if v := fs.Opt("for"); v != nil {
+		f.length, _ = p.duration(v, yamlwalk.Join(field, "for"), "use a duration above 0 like 3s, or leave for out to last until the end of the run", 1)
 	}
 	if !f.kind.valid() {
 		return f
 	}
 	p.targets(fs, f)
 	for _, key := range f.kind.params() {
-		if v := fs.opt(key); v != nil {
-			p.param(key, v, join(field, key), f.kind, &f.params)
+		if v := fs.Opt(key); v != nil {
+			p.param(key, v, yamlwalk.Join(field, key), f.kind, &f.params)
 		}
 	}
 	for _, key := range f.kind.required() {
-		if _, given := fs.vals[key]; !given {
-			p.fail(f.line, join(field, key), "required field is missing", fmt.Sprintf("a %s fault needs %s, like %s", f.kind, key, example(f.kind)))
+		if _, given := fs.Vals[key]; !given {
+			p.fail(f.line, yamlwalk.Join(field, key), "required field is missing", fmt.Sprintf("a %s fault needs %s, like %s", f.kind, key, example(f.kind)))
 		}
 	}
 	return f
 }
 
-// entriesQuiet returns the entries of d without recording problems: the
-// walk that reports them comes after.
-func (p *parser) entriesQuiet(d *yaml.Node) []entry {
-	q := &parser{}
-	return q.entries(d, "", map[*yaml.Node]bool{})
-}
-
-func (p *parser) targets(fs *fields, f *handFault) {
+func (p *parser) targets(fs *yamlwalk.Fields, f *handFault) {
 	field := f.field
 	switch {
 	case f.kind == Partition:
-		g, m := fs.opt("groups"), fs.opt("mode")
+		g, m := fs.Opt("groups"), fs.Opt("mode")
 		switch {
 		case g != nil && m != nil:
-			p.fail(m.Line, join(field, "mode"), "is given together with groups", "give either groups (who is cut off from whom) or mode (a shape drawn at random), not both")
+			p.fail(m.Line, yamlwalk.Join(field, "mode"), "is given together with groups", "give either groups (who is cut off from whom) or mode (a shape drawn at random), not both")
 		case g == nil && m == nil:
-			p.fail(f.line, join(field, "groups"), "required field is missing",
+			p.fail(f.line, yamlwalk.Join(field, "groups"), "required field is missing",
 				"a partition needs groups, like groups: [[n1], [n2, n3]], or mode: "+strings.Join(modes, ", "))
 		case g != nil:
-			f.groups = p.groups(g, join(field, "groups"))
+			f.groups = p.groups(g, yamlwalk.Join(field, "groups"))
 		default:
-			p.param("mode", m, join(field, "mode"), f.kind, &f.params)
+			p.param("mode", m, yamlwalk.Join(field, "mode"), f.kind, &f.params)
 		}
 	case f.kind.link():
-		if v := p.req(fs, "nodes", fmt.Sprintf("a %s fault needs the nodes whose links it acts on, like nodes: [n1]", f.kind)); v != nil {
-			f.nodes = p.names(v, join(field, "nodes"), "nodes")
+		if v := fs.Req("nodes", fmt.Sprintf("a %s fault needs the nodes whose links it acts on, like nodes: [n1]", f.kind)); v != nil {
+			f.nodes = p.names(v, yamlwalk.Join(field, "nodes"), "nodes")
 		}
-		if v := fs.opt("to"); v != nil {
-			f.to = p.names(v, join(field, "to"), "to")
+		if v := fs.Opt("to"); v != nil {
+			f.to = p.names(v, yamlwalk.Join(field, "to"), "to")
 			for _, t := range f.to {
 				for _, n := range f.nodes {
 					if t.name == n.name {
@@ -552,8 +549,8 @@ func (p *parser) targets(fs *fields, f *handFault) {
 			}
 		}
 	default:
-		if v := fs.opt("nodes"); v != nil {
-			f.nodes = p.names(v, join(field, "nodes"), "nodes")
+		if v := fs.Opt("nodes"); v != nil {
+			f.nodes = p.names(v, yamlwalk.Join(field, "nodes"), "nodes")
 		}
 	}
 }
@@ -567,11 +564,11 @@ func (p *parser) names(v *yaml.Node, field, key string) []nameRef {
 		hint = "write each group as a list of names, like groups: [[n1], [n2, n3]]"
 		empty = "name the group's nodes, or remove the group"
 	}
-	d := deref(v)
+	d := yamlwalk.Deref(v)
 	if d.Kind == yaml.ScalarNode && key != "" {
 		hint = fmt.Sprintf("write node names as a list, like %s: [%s]", key, d.Value)
 	}
-	items, ok := p.list(v, field, hint)
+	items, ok := p.Sequence(v, field, hint)
 	if !ok {
 		return nil
 	}
@@ -582,7 +579,7 @@ func (p *parser) names(v *yaml.Node, field, key string) []nameRef {
 	var out []nameRef
 	for i, item := range items {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		text, ok := p.scalar(item, f, "a node name", "write a node name like n1")
+		text, ok := p.Scalar(item, f, "a node name", "write a node name like n1")
 		if !ok {
 			continue
 		}
@@ -603,7 +600,7 @@ func (p *parser) names(v *yaml.Node, field, key string) []nameRef {
 // groups reads a partition's groups: at least two, disjoint, non-empty.
 func (p *parser) groups(v *yaml.Node, field string) [][]nameRef {
 	const hint = "write the groups as a list of lists of names, like groups: [[n1], [n2, n3]]"
-	items, ok := p.list(v, field, hint)
+	items, ok := p.Sequence(v, field, hint)
 	if !ok {
 		return nil
 	}
@@ -638,7 +635,7 @@ func (p *parser) param(key string, v *yaml.Node, field string, k Kind, ps *param
 	switch key {
 	case "mode":
 		var text string
-		if text, ok = p.scalar(v, field, "a mode", "use one of "+strings.Join(modes, ", ")); ok {
+		if text, ok = p.Scalar(v, field, "a mode", "use one of "+strings.Join(modes, ", ")); ok {
 			if !slices.Contains(modes, text) {
 				p.fail(v.Line, field, fmt.Sprintf("%q is not a partition mode", text), didYouMean("use one of "+strings.Join(modes, ", "), text, modes))
 				ok = false
@@ -646,10 +643,10 @@ func (p *parser) param(key string, v *yaml.Node, field string, k Kind, ps *param
 			ps.mode = text
 		}
 	case "oneway":
-		ps.oneway, ok = p.bool(v, field, "oneway")
+		ps.oneway, ok = p.Bool(v, field, "oneway")
 	case "proc":
 		const hint = "give the name of a process on the node, like proc: etcd, or leave proc out for the node's main program"
-		if ps.proc, ok = p.scalar(v, field, "a process name", hint); ok {
+		if ps.proc, ok = p.Scalar(v, field, "a process name", hint); ok {
 			switch {
 			case ps.proc == "":
 				p.fail(v.Line, field, "is empty", hint)
@@ -705,7 +702,7 @@ func (p *parser) param(key string, v *yaml.Node, field string, k Kind, ps *param
 		if k == ClockJump {
 			ps.offset, ok = p.duration(v, field, "", -1)
 			if ok && ps.offset == 0 {
-				p.fail(v.Line, field, fmt.Sprintf("%s is zero", deref(v).Value), "use a signed duration other than 0, like -30s or 5m")
+				p.fail(v.Line, field, fmt.Sprintf("%s is zero", yamlwalk.Deref(v).Value), "use a signed duration other than 0, like -30s or 5m")
 				ok = false
 			}
 		} else {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // History models the controller can check a run's history against
@@ -49,16 +51,15 @@ var checkSchema = schema{what: "the check (check:)", keys: []string{"history", "
 // check reads the check: mapping into s.Check.
 func (p *parser) check(v *yaml.Node, s *Scenario) {
 	const example = "check: {history: linearizable-register, timeout: 10s}"
-	d := deref(v)
-	if d.Kind != yaml.MappingNode {
-		p.fail(v.Line, "check", "is "+kindName(d)+", not a mapping", "write what to check, like "+example)
+	d := p.Mapping(v, "check", "write what to check, like "+example)
+	if d == nil {
 		return
 	}
 	f := p.fields(d, "check", checkSchema)
 	out := Check{Timeout: DefaultCheckTimeout}
 	hint := "use one of " + strings.Join(historyModels, ", ")
-	if v := p.req(f, "history", "say which model the history is checked against, like "+example); v != nil {
-		if text, ok := p.scalar(v, "check.history", "a model name", hint); ok {
+	if v := f.Req("history", "say which model the history is checked against, like "+example); v != nil {
+		if text, ok := p.Scalar(v, "check.history", "a model name", hint); ok {
 			if slices.Contains(historyModels, text) {
 				out.History = text
 			} else {
@@ -69,10 +70,10 @@ func (p *parser) check(v *yaml.Node, s *Scenario) {
 			}
 		}
 	}
-	if v := f.opt("timeout"); v != nil {
+	if v := f.Opt("timeout"); v != nil {
 		if t, ok := p.duration(v, "check.timeout"); ok {
 			if t <= 0 {
-				p.fail(v.Line, "check.timeout", fmt.Sprintf("%s is not greater than 0", deref(v).Value), "give the check a positive time budget like 10s")
+				p.fail(v.Line, "check.timeout", fmt.Sprintf("%s is not greater than 0", yamlwalk.Deref(v).Value), "give the check a positive time budget like 10s")
 			} else {
 				out.Timeout = t
 			}

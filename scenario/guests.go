@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // maxNameLen is the longest node name, as nodeNameRE allows.
@@ -34,14 +36,13 @@ var reservedNets = []struct {
 
 // network reads the network mapping v; it returns its fields for the epoch
 // to be read with the top-level one.
-func (p *parser) network(v *yaml.Node, s *Scenario) *fields {
-	d := deref(v)
-	if d.Kind != yaml.MappingNode {
-		p.fail(v.Line, "network", "is "+kindName(d)+", not a mapping", `indent its fields under "network:", like "subnet: 10.89.0.0/24"`)
+func (p *parser) network(v *yaml.Node, s *Scenario) *yamlwalk.Fields {
+	d := p.Mapping(v, "network", `indent its fields under "network:", like "subnet: 10.89.0.0/24"`)
+	if d == nil {
 		return nil
 	}
 	f := p.fields(d, "network", networkSchema)
-	if v := f.opt("subnet"); v != nil {
+	if v := f.Opt("subnet"); v != nil {
 		p.subnetLine = v.Line
 		if pfx, ok := p.subnet(v); ok {
 			s.Subnet = pfx
@@ -54,7 +55,7 @@ func (p *parser) network(v *yaml.Node, s *Scenario) *fields {
 
 func (p *parser) subnet(v *yaml.Node) (netip.Prefix, bool) {
 	const field = "network.subnet"
-	text, ok := p.scalar(v, field, "a subnet", "write an IPv4 network in CIDR notation, like 10.89.0.0/24")
+	text, ok := p.Scalar(v, field, "a subnet", "write an IPv4 network in CIDR notation, like 10.89.0.0/24")
 	if !ok {
 		return netip.Prefix{}, false
 	}
@@ -94,7 +95,7 @@ func (p *parser) subnet(v *yaml.Node) (netip.Prefix, bool) {
 
 func (p *parser) count(v *yaml.Node, field string) (int, bool) {
 	hint := fmt.Sprintf("use a whole number between 1 and %d, like 3", MaxCount)
-	text, ok := p.scalar(v, field, "a number", hint)
+	text, ok := p.Scalar(v, field, "a number", hint)
 	if !ok {
 		return 0, false
 	}

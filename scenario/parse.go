@@ -1,10 +1,8 @@
 package scenario
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path"
@@ -19,12 +17,15 @@ import (
 
 	"github.com/detvm/detvm/faults"
 	"github.com/detvm/detvm/internal/fielderr"
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // parser walks the yaml.Node tree by hand instead of letting yaml.v3 decode
 // into structs: only the tree knows the line of every key and value, and the
 // errors are worth more than the code saved.
 type parser struct {
+	yamlwalk.Walker // records in errs
+
 	file  string
 	errs  fielderr.List
 	paths []hostPath // host paths for Load to resolve and check
@@ -39,7 +40,13 @@ type parser struct {
 }
 
 func newParser(file string) *parser {
-	return &parser{file: file, errs: fielderr.List{File: file, Unnamed: "<scenario>"}}
+	p := &parser{file: file, errs: fielderr.List{File: file, Unnamed: "<scenario>"}}
+	p.Walker = yamlwalk.Walker{
+		Errs:      &p.errs,
+		KeyHint:   "keys must be plain names like binary or memory",
+		MergeHint: `merge a mapping defined with an anchor, like "<<: *defaults"`,
+	}
+	return p
 }
 
 // schema is the set of keys one kind of mapping allows, with a description
@@ -95,7 +102,7 @@ func (p *parser) parse(data []byte) *Scenario {
 // document returns the root node of the file's only document, or nil after
 // recording why there is none.
 func (p *parser) document(data []byte) *yaml.Node {
-	docs, err := decodeAll(data)
+	docs, err := yamlwalk.DecodeAll(data)
 	if err != nil {
 		p.syntax(data, err)
 		return nil
@@ -113,34 +120,11 @@ func (p *parser) document(data []byte) *yaml.Node {
 	return docs[0].Content[0]
 }
 
-// decodeAll returns the documents in data. A panic in yaml.v3 becomes an
-// error, as a stack trace is no answer for a user with a broken file.
-func decodeAll(data []byte) (docs []*yaml.Node, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			docs, err = nil, fmt.Errorf("yaml: %v", r)
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var n yaml.Node
-		if derr := dec.Decode(&n); errors.Is(derr, io.EOF) {
-			return docs, nil
-		} else if derr != nil {
-			return nil, derr
-		}
-		docs = append(docs, &n)
-	}
-}
-
 func isEmptyDoc(d *yaml.Node) bool {
-	return len(d.Content) == 0 || isNull(d.Content[0])
+	return len(d.Content) == 0 || yamlwalk.IsNull(d.Content[0])
 }
 
-var (
-	yamlLineRE      = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
-	unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
-)
+var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
 
 // parserProblems are the messages of yaml.v3's parser, as opposed to its
 // scanner. For these yaml.v3 reports the 0-based line of the enclosing
@@ -172,12 +156,7 @@ var syntaxHints = map[string]string{
 }
 
 func (p *parser) syntax(data []byte, err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
+	line, msg, _ := yamlwalk.SplitError(err)
 	starts := lineStarts(data)
 	hint := syntaxHints[msg]
 	switch {
@@ -203,12 +182,12 @@ func (p *parser) syntax(data []byte, err error) {
 // line yaml.v3 names) already points.
 func refineLine(data []byte, starts []int, from int, msg string) int {
 	fails := func(k int) bool {
-		_, err := decodeAll(data[:starts[k]])
+		_, err := yamlwalk.DecodeAll(data[:starts[k]])
 		if err == nil {
 			return false
 		}
-		m := yamlLineRE.FindStringSubmatch(err.Error())
-		return m != nil && m[2] == msg
+		_, m, ok := yamlwalk.SplitError(err)
+		return ok && m == msg
 	}
 	last := len(starts) - 1
 	if from < 1 || from > last || !fails(last) {
@@ -255,14 +234,14 @@ func lineOf(data []byte, starts []int, s string) int {
 }
 
 func (p *parser) scenario(root *yaml.Node, s *Scenario) {
-	d := deref(root)
+	d := yamlwalk.Deref(root)
 	if d.Kind != yaml.MappingNode {
-		p.fail(root.Line, "", "the file holds "+kindName(d)+", not a mapping of settings", `start with top-level keys like "duration: 2s" and "nodes:"`)
+		p.fail(root.Line, "", "the file holds "+yamlwalk.KindName(d)+", not a mapping of settings", `start with top-level keys like "duration: 2s" and "nodes:"`)
 		return
 	}
 	f := p.fields(d, "", topSchema)
-	if v := f.opt("name"); v != nil {
-		if text, ok := p.scalar(v, "name", "a name", `write a name like "name: etcd-single"`); ok {
+	if v := f.Opt("name"); v != nil {
+		if text, ok := p.Scalar(v, "name", "a name", `write a name like "name: etcd-single"`); ok {
 			if scenarioNameRE.MatchString(text) {
 				s.Name = text
 			} else {
@@ -275,14 +254,14 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 			}
 		}
 	}
-	if v := f.opt("seed"); v != nil {
+	if v := f.Opt("seed"); v != nil {
 		if seed, ok := p.seed(v); ok {
 			s.Seed = seed
 		}
 	}
 	s.Idle = IdleSpin
-	if v := f.opt("idle"); v != nil {
-		if text, ok := p.scalar(v, "idle", "a string", `use "idle: spin" or "idle: warp"`); ok {
+	if v := f.Opt("idle"); v != nil {
+		if text, ok := p.Scalar(v, "idle", "a string", `use "idle: spin" or "idle: warp"`); ok {
 			if text != IdleSpin && text != IdleWarp {
 				p.fail(v.Line, "idle", fmt.Sprintf("%q is not an idle mode", text), `use "spin" (guests never halt; any QEMU) or "warp" (idle guests skip ahead; detvm's patched QEMU)`)
 			} else {
@@ -290,10 +269,10 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 			}
 		}
 	}
-	if v := f.opt("check"); v != nil {
+	if v := f.Opt("check"); v != nil {
 		p.check(v, s)
 	}
-	if v := f.opt("faults"); v != nil {
+	if v := f.Opt("faults"); v != nil {
 		spec, err := faults.ParseSpec(v, p.file, "faults")
 		if err != nil {
 			p.faultErr(err)
@@ -302,33 +281,33 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 		}
 	}
 	durOK := false
-	if v := p.req(f, "duration", `add the virtual-time limit of the run, like "duration: 2s"`); v != nil {
+	if v := f.Req("duration", `add the virtual-time limit of the run, like "duration: 2s"`); v != nil {
 		if dur, ok := p.duration(v, "duration"); ok {
 			if dur <= 0 {
-				p.fail(v.Line, "duration", fmt.Sprintf("%s is not greater than 0", deref(v).Value), "give the run a positive virtual-time limit like 2s")
+				p.fail(v.Line, "duration", fmt.Sprintf("%s is not greater than 0", yamlwalk.Deref(v).Value), "give the run a positive virtual-time limit like 2s")
 			} else {
 				s.Duration, durOK = dur, true
 			}
 		}
 	}
-	var net *fields
-	if v := f.opt("network"); v != nil {
+	var net *yamlwalk.Fields
+	if v := f.Opt("network"); v != nil {
 		net = p.network(v, s)
 	}
 	epochOK := p.epochs(f, net, s)
 	if durOK && epochOK && s.Duration < s.Epoch {
-		v := f.vals["duration"]
-		p.fail(v.Line, "duration", fmt.Sprintf("%s is shorter than one epoch (%v)", deref(v).Value, s.Epoch), "make the duration longer or the epoch shorter")
+		v := f.Vals["duration"]
+		p.fail(v.Line, "duration", fmt.Sprintf("%s is shorter than one epoch (%v)", yamlwalk.Deref(v).Value, s.Epoch), "make the duration longer or the epoch shorter")
 	}
-	if v := f.opt("sidecar"); v != nil {
-		p.sidecar(f.keys["sidecar"].Line, v, s)
+	if v := f.Opt("sidecar"); v != nil {
+		p.sidecar(f.Keys["sidecar"].Line, v, s)
 	}
-	v := p.req(f, "nodes", `add a list of nodes, each with at least "name:" and "binary:"`)
+	v := f.Req("nodes", `add a list of nodes, each with at least "name:" and "binary:"`)
 	if v == nil {
 		return
 	}
-	p.nodesLine = f.keys["nodes"].Line
-	items, ok := p.mappingList(v, "nodes", `start each node with "- name: ..." and indent its other fields under name`)
+	p.nodesLine = f.Keys["nodes"].Line
+	items, ok := p.Sequence(v, "nodes", `start each node with "- name: ..." and indent its other fields under name`)
 	if !ok {
 		return
 	}
@@ -348,11 +327,11 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 // epochs reads the epoch, written at the top level (as before v1) or under
 // network but not at both places, and reports whether what is written is
 // valid.
-func (p *parser) epochs(f, net *fields, s *Scenario) bool {
-	top := f.opt("epoch")
+func (p *parser) epochs(f, net *yamlwalk.Fields, s *Scenario) bool {
+	top := f.Opt("epoch")
 	var nested *yaml.Node
 	if net != nil {
-		nested = net.opt("epoch")
+		nested = net.Opt("epoch")
 	}
 	ok := true
 	for _, e := range []struct {
@@ -385,7 +364,7 @@ func (p *parser) epoch(v *yaml.Node, field string) (time.Duration, bool) {
 		return 0, false
 	}
 	if ep < MinEpoch || ep > MaxEpoch {
-		p.fail(v.Line, field, fmt.Sprintf("%s is out of range", deref(v).Value),
+		p.fail(v.Line, field, fmt.Sprintf("%s is out of range", yamlwalk.Deref(v).Value),
 			fmt.Sprintf("use a value between %v and %v (default %v)", MinEpoch, MaxEpoch, DefaultEpoch))
 		return 0, false
 	}
@@ -402,19 +381,18 @@ type nodeMeta struct {
 // node fills out from the mapping n.
 func (p *parser) node(n *yaml.Node, field string, out *Node) nodeMeta {
 	m := nodeMeta{field: field, count: 1}
-	d := deref(n)
-	if d.Kind != yaml.MappingNode {
-		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each node as "- name: node-1" with its other fields indented under name`)
+	d := p.Mapping(n, field, `write each node as "- name: node-1" with its other fields indented under name`)
+	if d == nil {
 		return m
 	}
 	f := p.fields(d, field, nodeSchema)
-	nameNode := p.req(f, "name", `add a name like "name: node-1"`)
+	nameNode := f.Req("name", `add a name like "name: node-1"`)
 	if nameNode != nil {
 		if name, ok := p.name(nameNode, field+".name", "node-1"); ok {
 			out.Name, m.nameLine = name, nameNode.Line
 		}
 	}
-	if v := f.opt("count"); v != nil {
+	if v := f.Opt("count"); v != nil {
 		if c, ok := p.count(v, field+".count"); ok {
 			m.count = c
 		}
@@ -433,25 +411,24 @@ func (p *parser) node(n *yaml.Node, field string, out *Node) nodeMeta {
 
 // sidecar reads the sidecar mapping v, whose key is on line.
 func (p *parser) sidecar(line int, v *yaml.Node, s *Scenario) {
-	d := deref(v)
-	if d.Kind != yaml.MappingNode {
-		p.fail(v.Line, "sidecar", "is "+kindName(d)+", not a mapping", `the sidecar is a single guest: indent its fields under "sidecar:" without "- ", like "commands:"`)
+	d := p.Mapping(v, "sidecar", `the sidecar is a single guest: indent its fields under "sidecar:" without "- ", like "commands:"`)
+	if d == nil {
 		return
 	}
 	out := &Node{Name: SidecarName, Sidecar: true}
 	s.Sidecar = out
 	f := p.fields(d, "sidecar", sidecarSchema)
 	p.guest(f, "sidecar", out, true)
-	if v := f.opt("test"); v != nil {
+	if v := f.Opt("test"); v != nil {
 		out.Test = p.test(v, s.Duration) // test.go
 	}
-	if f.opt("binary") != nil {
+	if f.Opt("binary") != nil {
 		return
 	}
 	// As with a missing required field, a misspelt key is the real problem.
-	c := f.opt("commands")
-	if (c == nil || deref(c).Kind == yaml.SequenceNode && len(deref(c).Content) == 0) && f.opt("test") == nil &&
-		!f.guessed["commands"] && !f.guessed["binary"] && !f.guessed["test"] {
+	c := f.Opt("commands")
+	if (c == nil || yamlwalk.Deref(c).Kind == yaml.SequenceNode && len(yamlwalk.Deref(c).Content) == 0) && f.Opt("test") == nil &&
+		!f.Guessed("commands") && !f.Guessed("binary") && !f.Guessed("test") {
 		p.fail(line, "sidecar", "runs nothing", "add commands, a binary or a test")
 	}
 	// Without a binary there is no main program for these to apply to.
@@ -465,20 +442,20 @@ func (p *parser) sidecar(line int, v *yaml.Node, s *Scenario) {
 		{"daemon", out.Daemon, "add the binary it is for, or remove it"},
 	} {
 		if c.set {
-			p.fail(f.vals[c.key].Line, "sidecar."+c.key, "is for the main program, and the sidecar has no binary", c.hint)
+			p.fail(f.Vals[c.key].Line, "sidecar."+c.key, "is for the main program, and the sidecar has no binary", c.hint)
 		}
 	}
 }
 
 // guest fills out from the fields that nodes and the sidecar share. The
 // sidecar's binary is optional.
-func (p *parser) guest(f *fields, field string, out *Node, sidecar bool) {
+func (p *parser) guest(f *yamlwalk.Fields, field string, out *Node, sidecar bool) {
 	out.Memory = DefaultMemory
 	var bin *yaml.Node
 	if sidecar {
-		bin = f.opt("binary")
+		bin = f.Opt("binary")
 	} else {
-		bin = p.req(f, "binary", `add the host path of the node's program, like "binary: /usr/bin/etcd"`)
+		bin = f.Req("binary", `add the host path of the node's program, like "binary: /usr/bin/etcd"`)
 	}
 	if bin != nil {
 		if text, ok := p.nonEmpty(bin, field+".binary", "a path", "give the host path of the node's program, like /usr/bin/etcd"); ok {
@@ -486,24 +463,24 @@ func (p *parser) guest(f *fields, field string, out *Node, sidecar bool) {
 			p.paths = append(p.paths, hostPath{field: field + ".binary", line: bin.Line, target: &out.Binary, program: true, fix: "install it or fix the path"})
 		}
 	}
-	if v := f.opt("args"); v != nil {
+	if v := f.Opt("args"); v != nil {
 		out.Args, _ = p.stringList(v, field+".args", "args", "[--verbose, --port, 8080]")
 	}
-	if v := f.opt("env"); v != nil {
+	if v := f.Opt("env"); v != nil {
 		out.Env = p.env(v, field+".env")
 	}
-	if v := f.opt("daemon"); v != nil {
-		out.Daemon = p.bool(v, field+".daemon", "daemon")
+	if v := f.Opt("daemon"); v != nil {
+		out.Daemon, _ = p.Bool(v, field+".daemon", "daemon")
 	}
-	if v := f.opt("memory"); v != nil {
+	if v := f.Opt("memory"); v != nil {
 		if m, ok := p.memory(v, field+".memory"); ok {
 			out.Memory = m
 		}
 	}
-	if v := f.opt("disk"); v != nil {
+	if v := f.Opt("disk"); v != nil {
 		out.Disk = p.disk(v, field+".disk")
 	}
-	if v := f.opt("include"); v != nil {
+	if v := f.Opt("include"); v != nil {
 		field := field + ".include"
 		if items, ok := p.list(v, field, "include", "[/usr/bin/etcdctl]"); ok {
 			out.Include = make([]string, len(items))
@@ -516,16 +493,16 @@ func (p *parser) guest(f *fields, field string, out *Node, sidecar bool) {
 			}
 		}
 	}
-	if v := f.opt("files"); v != nil {
+	if v := f.Opt("files"); v != nil {
 		p.files(v, field+".files", out)
 	}
-	if v := f.opt("commands"); v != nil {
+	if v := f.Opt("commands"); v != nil {
 		p.commands(v, field+".commands", out)
 	}
 }
 
 func (p *parser) files(v *yaml.Node, field string, out *Node) {
-	items, ok := p.mappingList(v, field, `start each file with "- src: ..." and indent dst under src`)
+	items, ok := p.Sequence(v, field, `start each file with "- src: ..." and indent dst under src`)
 	if !ok {
 		return
 	}
@@ -550,20 +527,19 @@ func (p *parser) files(v *yaml.Node, field string, out *Node) {
 // fileItem fills out from the mapping n and returns the line of its dst, or 0 if
 // it has no valid dst.
 func (p *parser) fileItem(n *yaml.Node, field string, out *File) int {
-	d := deref(n)
-	if d.Kind != yaml.MappingNode {
-		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each file as "- src: ./host-file" with "dst: /guest/path" under src`)
+	d := p.Mapping(n, field, `write each file as "- src: ./host-file" with "dst: /guest/path" under src`)
+	if d == nil {
 		return 0
 	}
 	f := p.fields(d, field, fileSchema)
-	if v := p.req(f, "src", `add the host file to copy, like "src: ./hosts"`); v != nil {
+	if v := f.Req("src", `add the host file to copy, like "src: ./hosts"`); v != nil {
 		if text, ok := p.nonEmpty(v, field+".src", "a path", "give the host path of the file to copy, like ./hosts"); ok {
 			out.Src = text
 			p.paths = append(p.paths, hostPath{field: field + ".src", line: v.Line, target: &out.Src, fix: "create it or fix the path"})
 		}
 	}
 	dstLine := 0
-	if v := p.req(f, "dst", `add the path of the copy in the guest, like "dst: /etc/hosts"`); v != nil {
+	if v := f.Req("dst", `add the path of the copy in the guest, like "dst: /etc/hosts"`); v != nil {
 		if text, ok := p.nonEmpty(v, field+".dst", "a path", "give the absolute path of the copy in the guest, like /etc/hosts"); ok {
 			if problem, hint := checkGuestPath(text, out.Src); problem != "" {
 				p.fail(v.Line, field+".dst", problem, hint)
@@ -572,7 +548,7 @@ func (p *parser) fileItem(n *yaml.Node, field string, out *File) int {
 			}
 		}
 	}
-	if v := f.opt("mode"); v != nil {
+	if v := f.Opt("mode"); v != nil {
 		out.Mode = p.mode(v, field+".mode")
 	}
 	return dstLine
@@ -597,7 +573,7 @@ func checkGuestPath(dst, src string) (problem, hint string) {
 }
 
 func (p *parser) commands(v *yaml.Node, field string, out *Node) {
-	items, ok := p.mappingList(v, field, `start each command with "- run: [...]"`)
+	items, ok := p.Sequence(v, field, `start each command with "- run: [...]"`)
 	if !ok {
 		return
 	}
@@ -635,15 +611,14 @@ func (p *parser) commands(v *yaml.Node, field string, out *Node) {
 // mapping for a default name; 0 if the name is invalid) and whether the name
 // was written.
 func (p *parser) commandItem(n *yaml.Node, field string, index int, out *Command) (int, bool) {
-	d := deref(n)
-	if d.Kind != yaml.MappingNode {
-		p.fail(n.Line, field, "is "+kindName(d)+", not a mapping", `write each command as "- run: [/bin/program, arg]"`)
+	d := p.Mapping(n, field, `write each command as "- run: [/bin/program, arg]"`)
+	if d == nil {
 		return 0, false
 	}
 	f := p.fields(d, field, commandSchema)
 	line, named := d.Line, false
 	out.Name = fmt.Sprintf("cmd-%d", index+1)
-	if v := f.opt("name"); v != nil {
+	if v := f.Opt("name"); v != nil {
 		named = true
 		if name, ok := p.name(v, field+".name", out.Name); ok {
 			out.Name, line = name, v.Line
@@ -651,7 +626,7 @@ func (p *parser) commandItem(n *yaml.Node, field string, index int, out *Command
 			line = 0
 		}
 	}
-	if v := p.req(f, "run", `add the program and its arguments, like "run: [/bin/sh, -c, 'echo hi']"`); v != nil {
+	if v := f.Req("run", `add the program and its arguments, like "run: [/bin/sh, -c, 'echo hi']"`); v != nil {
 		run, ok := p.stringList(v, field+".run", "run", "[/bin/sh, -c, 'echo hi']")
 		out.Run = run
 		switch {
@@ -659,21 +634,21 @@ func (p *parser) commandItem(n *yaml.Node, field string, index int, out *Command
 		case len(out.Run) == 0:
 			p.fail(v.Line, field+".run", "is empty", "give the program and its arguments, like [/bin/sh, -c, 'echo hi']")
 		case out.Run[0] == "":
-			p.fail(deref(v).Content[0].Line, field+".run[0]", "is empty", "give the path of the program to run, like /bin/sh")
+			p.fail(yamlwalk.Deref(v).Content[0].Line, field+".run[0]", "is empty", "give the path of the program to run, like /bin/sh")
 		case !strings.HasPrefix(out.Run[0], "/"):
-			p.paths = append(p.paths, hostPath{field: field + ".run[0]", line: deref(v).Content[0].Line, target: &out.Run[0], program: true, run: true})
+			p.paths = append(p.paths, hostPath{field: field + ".run[0]", line: yamlwalk.Deref(v).Content[0].Line, target: &out.Run[0], program: true, run: true})
 		}
 	}
-	if v := f.opt("after"); v != nil {
+	if v := f.Opt("after"); v != nil {
 		if after, ok := p.duration(v, field+".after"); ok {
 			if after < 0 {
-				p.fail(v.Line, field+".after", fmt.Sprintf("%s is negative", deref(v).Value), "use a delay of 0 or more, like 500ms")
+				p.fail(v.Line, field+".after", fmt.Sprintf("%s is negative", yamlwalk.Deref(v).Value), "use a delay of 0 or more, like 500ms")
 			} else {
 				out.After = after
 			}
 		}
 	}
-	if v := f.opt("env"); v != nil {
+	if v := f.Opt("env"); v != nil {
 		out.Env = p.env(v, field+".env")
 	}
 	return line, named
@@ -682,14 +657,14 @@ func (p *parser) commandItem(n *yaml.Node, field string, index int, out *Command
 // env reads a mapping of environment variables in the order written, which
 // is why it walks the entries instead of using fields.
 func (p *parser) env(n *yaml.Node, field string) []EnvVar {
-	d := deref(n)
+	d := yamlwalk.Deref(n)
 	switch d.Kind {
 	case yaml.MappingNode:
 	case yaml.SequenceNode:
 		example := "{LOG_LEVEL: debug}"
 		var pairs []string
 		for _, item := range d.Content {
-			if it := deref(item); it.Kind == yaml.ScalarNode {
+			if it := yamlwalk.Deref(item); it.Kind == yaml.ScalarNode {
 				if k, v, ok := strings.Cut(it.Value, "="); ok {
 					pairs = append(pairs, k+": "+flowItem(v))
 				}
@@ -705,24 +680,24 @@ func (p *parser) env(n *yaml.Node, field string) []EnvVar {
 		return nil
 	}
 	var out []EnvVar
-	for _, e := range p.entries(d, field, map[*yaml.Node]bool{}) {
-		if !envNameRE.MatchString(e.name) {
-			p.fail(e.key.Line, field, fmt.Sprintf("%q is not a valid environment variable name", e.name),
-				fmt.Sprintf("use letters, digits and _, not starting with a digit, like %s", envName(e.name)))
+	for _, e := range p.Entries(d, field) {
+		if !envNameRE.MatchString(e.Name) {
+			p.fail(e.Key.Line, field, fmt.Sprintf("%q is not a valid environment variable name", e.Name),
+				fmt.Sprintf("use letters, digits and _, not starting with a digit, like %s", envName(e.Name)))
 			continue
 		}
-		value, ok := p.scalar(e.val, field+"."+e.name, "a value", "quote the value to pass it as text")
-		if !ok || !p.noNUL(e.val, field+"."+e.name, value) {
+		value, ok := p.Scalar(e.Val, field+"."+e.Name, "a value", "quote the value to pass it as text")
+		if !ok || !p.noNUL(e.Val, field+"."+e.Name, value) {
 			continue
 		}
-		out = append(out, EnvVar{Name: e.name, Value: value})
+		out = append(out, EnvVar{Name: e.Name, Value: value})
 	}
 	return out
 }
 
 // name checks a node or command name.
 func (p *parser) name(v *yaml.Node, field, example string) (string, bool) {
-	text, ok := p.scalar(v, field, "a name", fmt.Sprintf("write a name like %q", example))
+	text, ok := p.Scalar(v, field, "a name", fmt.Sprintf("write a name like %q", example))
 	if !ok {
 		return "", false
 	}
@@ -740,7 +715,7 @@ func (p *parser) name(v *yaml.Node, field, example string) (string, bool) {
 
 func (p *parser) seed(v *yaml.Node) (uint64, bool) {
 	const hint = "use a non-negative integer like 7"
-	text, ok := p.scalar(v, "seed", "a number", hint)
+	text, ok := p.Scalar(v, "seed", "a number", hint)
 	if !ok {
 		return 0, false
 	}
@@ -759,7 +734,7 @@ func (p *parser) seed(v *yaml.Node) (uint64, bool) {
 }
 
 func (p *parser) duration(v *yaml.Node, field string) (time.Duration, bool) {
-	text, ok := p.scalar(v, field, "a duration", durationHint)
+	text, ok := p.Scalar(v, field, "a duration", durationHint)
 	if !ok {
 		return 0, false
 	}
@@ -775,25 +750,9 @@ func (p *parser) duration(v *yaml.Node, field string) (time.Duration, bool) {
 	return d, true
 }
 
-func (p *parser) bool(v *yaml.Node, field, key string) bool {
-	hint := fmt.Sprintf("write %s: true or %s: false", key, key)
-	text, ok := p.scalar(v, field, "true or false", hint)
-	if !ok {
-		return false
-	}
-	switch strings.ToLower(text) {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	p.fail(v.Line, field, fmt.Sprintf("%q is not true or false", text), hint)
-	return false
-}
-
 func (p *parser) memory(v *yaml.Node, field string) (int, bool) {
 	hint := fmt.Sprintf("use a whole number of MiB between %d and %d, like %d", MinMemory, MaxMemory, DefaultMemory)
-	text, ok := p.scalar(v, field, "a number", hint)
+	text, ok := p.Scalar(v, field, "a number", hint)
 	if !ok {
 		return 0, false
 	}
@@ -820,18 +779,17 @@ func (p *parser) memory(v *yaml.Node, field string) (int, bool) {
 // recorded). Its fields are optional: "disk: {}" is a disk of the default
 // size at the default mount point.
 func (p *parser) disk(v *yaml.Node, field string) *Disk {
-	d := deref(v)
-	if d.Kind != yaml.MappingNode {
-		p.fail(v.Line, field, "is "+kindName(d)+", not a mapping", "write its size and mount point, like disk: {size: 64MiB, mount: /data}")
+	d := p.Mapping(v, field, "write its size and mount point, like disk: {size: 64MiB, mount: /data}")
+	if d == nil {
 		return nil
 	}
 	f := p.fields(d, field, diskSchema)
 	out := &Disk{Size: DefaultDiskSize, Mount: DefaultDiskMount}
 	ok := true
-	if v := f.opt("size"); v != nil {
+	if v := f.Opt("size"); v != nil {
 		out.Size, ok = p.diskSize(v, field+".size")
 	}
-	if v := f.opt("mount"); v != nil {
+	if v := f.Opt("mount"); v != nil {
 		text, textOK := p.nonEmpty(v, field+".mount", "a path", "give the guest directory to mount the disk on, like /data")
 		if textOK {
 			if problem, hint := checkMountPath(text); problem != "" {
@@ -852,7 +810,7 @@ func (p *parser) disk(v *yaml.Node, field string) *Disk {
 // and GiB (an NVDIMM's size is a multiple of 2 MiB anyway).
 func (p *parser) diskSize(v *yaml.Node, field string) (int64, bool) {
 	hint := fmt.Sprintf("use a size in MiB or GiB between %s and %s, like %s", sizeText(MinDisk), sizeText(MaxDisk), sizeText(DefaultDiskSize))
-	text, ok := p.scalar(v, field, "a size", hint)
+	text, ok := p.Scalar(v, field, "a size", hint)
 	if !ok {
 		return 0, false
 	}
@@ -921,7 +879,7 @@ func checkMountPath(dir string) (problem, hint string) {
 
 func (p *parser) mode(v *yaml.Node, field string) os.FileMode {
 	const hint = `use an octal string like "0644"`
-	text, ok := p.scalar(v, field, "a mode", hint)
+	text, ok := p.Scalar(v, field, "a mode", hint)
 	if !ok {
 		return 0
 	}
@@ -940,39 +898,26 @@ func (p *parser) mode(v *yaml.Node, field string) os.FileMode {
 	return 0
 }
 
-// fields is a mapping checked against a schema.
-type fields struct {
-	line    int // of the mapping, where a missing key is reported
-	field   string
-	keys    map[string]*yaml.Node
-	vals    map[string]*yaml.Node
-	guessed map[string]bool // keys suggested for a misspelt key
-}
-
-func (p *parser) fields(n *yaml.Node, field string, sc schema) *fields {
-	f := &fields{line: n.Line, field: field, keys: map[string]*yaml.Node{}, vals: map[string]*yaml.Node{}, guessed: map[string]bool{}}
-	for _, e := range p.entries(n, field, map[*yaml.Node]bool{}) {
-		if slices.Contains(sc.keys, e.name) {
-			f.keys[e.name] = e.key
-			f.vals[e.name] = e.val
-			continue
+// fields checks the keys of the mapping n against sc. The hint for a key
+// it does not allow is, in order: sc's own for it, a guess at the key
+// meant (which silences a report that the guessed key is missing), or the
+// other kind of mapping it belongs to.
+func (p *parser) fields(n *yaml.Node, field string, sc schema) *yamlwalk.Fields {
+	allowed := strings.Join(sc.keys, ", ")
+	return p.Fields(n, field, sc.keys, func(key string) yamlwalk.Unknown {
+		if sc.extensions && strings.HasPrefix(key, "x-") {
+			return yamlwalk.Unknown{}
 		}
-		if sc.extensions && strings.HasPrefix(e.name, "x-") {
-			continue
+		u := yamlwalk.Unknown{Problem: "unknown field", Hint: fmt.Sprintf("remove it or fix its spelling (allowed: %s)", allowed)}
+		if r := sc.rejected[key]; r != "" {
+			u.Hint = fmt.Sprintf("%s (allowed: %s)", r, allowed)
+		} else if g := suggest(key, sc.keys); g != "" {
+			u.Hint, u.Guess = fmt.Sprintf("did you mean %q? (allowed: %s)", g, allowed), g
+		} else if other := belongsTo(key); other != "" {
+			u.Hint = fmt.Sprintf("%s is a field of %s, not of %s; move it there (allowed here: %s)", key, other, sc.what, allowed)
 		}
-		allowed := strings.Join(sc.keys, ", ")
-		hint := fmt.Sprintf("remove it or fix its spelling (allowed: %s)", allowed)
-		if r := sc.rejected[e.name]; r != "" {
-			hint = fmt.Sprintf("%s (allowed: %s)", r, allowed)
-		} else if g := suggest(e.name, sc.keys); g != "" {
-			hint = fmt.Sprintf("did you mean %q? (allowed: %s)", g, allowed)
-			f.guessed[g] = true
-		} else if other := belongsTo(e.name); other != "" {
-			hint = fmt.Sprintf("%s is a field of %s, not of %s; move it there (allowed here: %s)", e.name, other, sc.what, allowed)
-		}
-		p.fail(e.key.Line, join(field, e.name), "unknown field", hint)
-	}
-	return f
+		return u
+	})
 }
 
 func belongsTo(key string) string {
@@ -984,125 +929,8 @@ func belongsTo(key string) string {
 	return ""
 }
 
-// opt returns the value of an optional key; nil if it is absent or null, so
-// that "memory:" with no value means the default.
-func (f *fields) opt(key string) *yaml.Node {
-	v := f.vals[key]
-	if v == nil || isNull(v) {
-		return nil
-	}
-	return v
-}
-
-// req returns the value of a required key, or nil after recording that it is
-// missing. A missing key that was suggested for a misspelt one is not
-// reported: the misspelling is the real problem, and it comes with the fix.
-func (p *parser) req(f *fields, key, hint string) *yaml.Node {
-	v, ok := f.vals[key]
-	switch {
-	case !ok:
-		if !f.guessed[key] {
-			p.fail(f.line, join(f.field, key), "required field is missing", hint)
-		}
-		return nil
-	case isNull(v):
-		p.fail(v.Line, join(f.field, key), "has no value", hint)
-		return nil
-	}
-	return v
-}
-
-type entry struct {
-	key, val *yaml.Node
-	name     string
-	merged   bool
-}
-
-// entries returns the pairs of the mapping n in the order written, with YAML
-// merge keys (<<: *defaults) expanded so that nodes can share settings.
-// Written keys override merged ones, and an earlier merged mapping overrides
-// a later one, as the merge key spec says.
-func (p *parser) entries(n *yaml.Node, field string, visiting map[*yaml.Node]bool) []entry {
-	if visiting[n] {
-		p.fail(n.Line, field, "merges a mapping into itself", "remove the <<: that refers back to this mapping")
-		return nil
-	}
-	visiting[n] = true
-	defer delete(visiting, n)
-	var all []entry
-	written := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		kd := deref(k)
-		if kd.Kind != yaml.ScalarNode {
-			p.fail(k.Line, field, "has a key that is "+kindName(kd), "keys must be plain names like binary or memory")
-			continue
-		}
-		if kd.ShortTag() == "!!merge" {
-			all = append(all, p.merge(v, join(field, "<<"), visiting)...)
-			continue
-		}
-		if first := written[kd.Value]; first != nil {
-			p.fail(k.Line, join(field, kd.Value), fmt.Sprintf("is set twice (first on line %d)", first.Line), "remove one of the two")
-			continue
-		}
-		written[kd.Value] = k
-		all = append(all, entry{key: k, val: v, name: kd.Value})
-	}
-	var out []entry
-	kept := map[string]bool{}
-	for _, e := range all {
-		if e.merged && (written[e.name] != nil || kept[e.name]) {
-			continue
-		}
-		kept[e.name] = true
-		out = append(out, e)
-	}
-	return out
-}
-
-func (p *parser) merge(v *yaml.Node, field string, visiting map[*yaml.Node]bool) []entry {
-	const hint = `merge a mapping defined with an anchor, like "<<: *defaults"`
-	d := deref(v)
-	var sources []*yaml.Node
-	switch d.Kind {
-	case yaml.MappingNode:
-		sources = []*yaml.Node{d}
-	case yaml.SequenceNode:
-		for _, item := range d.Content {
-			if it := deref(item); it.Kind == yaml.MappingNode {
-				sources = append(sources, it)
-			} else {
-				p.fail(item.Line, field, "is "+kindName(it)+", not a mapping", hint)
-			}
-		}
-	default:
-		p.fail(v.Line, field, "is "+kindName(d)+", not a mapping", hint)
-	}
-	var out []entry
-	for _, src := range sources {
-		for _, e := range p.entries(src, field, visiting) {
-			e.merged = true
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// scalar returns the text of a scalar as written, so that "args: [8080]" or
-// "mode: 0644" mean the characters the user typed, not YAML's reading of
-// them as numbers.
-func (p *parser) scalar(v *yaml.Node, field, want, hint string) (string, bool) {
-	d := deref(v)
-	if d.Kind != yaml.ScalarNode {
-		p.fail(v.Line, field, "is "+kindName(d)+", not "+want, hint)
-		return "", false
-	}
-	return d.Value, true
-}
-
 func (p *parser) nonEmpty(v *yaml.Node, field, want, hint string) (string, bool) {
-	text, ok := p.scalar(v, field, want, hint)
+	text, ok := p.Scalar(v, field, want, hint)
 	if !ok || !p.noNUL(v, field, text) {
 		return "", false
 	}
@@ -1126,11 +954,7 @@ func (p *parser) noNUL(v *yaml.Node, field, text string) bool {
 // list returns the items of a list. A single value where a list belongs is
 // the commonest slip ("run: prog arg"), so the hint rewrites it as a list.
 func (p *parser) list(v *yaml.Node, field, key, example string) ([]*yaml.Node, bool) {
-	d := deref(v)
-	switch d.Kind {
-	case yaml.SequenceNode:
-		return d.Content, true
-	case yaml.ScalarNode:
+	if d := yamlwalk.Deref(v); d.Kind == yaml.ScalarNode {
 		if words := strings.Fields(d.Value); len(words) > 0 {
 			items := make([]string, len(words))
 			for i, w := range words {
@@ -1139,8 +963,7 @@ func (p *parser) list(v *yaml.Node, field, key, example string) ([]*yaml.Node, b
 			example = "[" + strings.Join(items, ", ") + "]"
 		}
 	}
-	p.fail(v.Line, field, "is "+kindName(d)+", not a list", fmt.Sprintf("write it as a list, like %s: %s", key, example))
-	return nil, false
+	return p.Sequence(v, field, fmt.Sprintf("write it as a list, like %s: %s", key, example))
 }
 
 // stringList returns a list of strings, and false if v is not a list of
@@ -1153,7 +976,7 @@ func (p *parser) stringList(v *yaml.Node, field, key, example string) ([]string,
 	out := make([]string, len(items))
 	for i, item := range items {
 		field := fmt.Sprintf("%s[%d]", field, i)
-		text, itemOK := p.scalar(item, field, "a string", "quote it to pass it as text")
+		text, itemOK := p.Scalar(item, field, "a string", "quote it to pass it as text")
 		if itemOK && p.noNUL(item, field, text) {
 			out[i] = text
 		} else {
@@ -1161,55 +984,6 @@ func (p *parser) stringList(v *yaml.Node, field, key, example string) ([]string,
 		}
 	}
 	return out, ok
-}
-
-func (p *parser) mappingList(v *yaml.Node, field, hint string) ([]*yaml.Node, bool) {
-	d := deref(v)
-	if d.Kind != yaml.SequenceNode {
-		p.fail(v.Line, field, "is "+kindName(d)+", not a list", hint)
-		return nil, false
-	}
-	return d.Content, true
-}
-
-// deref follows aliases. yaml.v3 lets an anchor refer to itself, hence the
-// bound.
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && n.Alias != nil && i < 64; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	d := deref(n)
-	return d == nil || d.Kind == yaml.ScalarNode && d.ShortTag() == "!!null"
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias that refers to itself"
-	}
-	return "a single value"
-}
-
-var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_<-]+$`)
-
-// join appends key to a field path, quoting a key that would make the path
-// ambiguous or unreadable.
-func join(field, key string) string {
-	if !plainKeyRE.MatchString(key) {
-		key = strconv.Quote(key)
-	}
-	if field == "" {
-		return key
-	}
-	return field + "." + key
 }
 
 // flowItem quotes s where a YAML flow list would misread it.

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/detvm/detvm/guest/composer"
+	"github.com/detvm/detvm/internal/yamlwalk"
 )
 
 // MaxParallelism bounds Test.Parallelism.
@@ -57,15 +58,14 @@ const testExample = "test: {dir: ./test, duration: 20s}"
 // (0 if it is invalid).
 func (p *parser) test(v *yaml.Node, runDuration time.Duration) *Test {
 	const field = "sidecar.test"
-	d := deref(v)
-	if d.Kind != yaml.MappingNode {
-		p.fail(v.Line, field, "is "+kindName(d)+", not a mapping", "give the directory of test templates, like "+testExample)
+	d := p.Mapping(v, field, "give the directory of test templates, like "+testExample)
+	if d == nil {
 		return nil
 	}
 	f := p.fields(d, field, testSchema)
 	out := &Test{Parallelism: composer.DefaultParallelism, Duration: runDuration / 4 * 3 / time.Millisecond * time.Millisecond}
 	ok := true
-	if v := p.req(f, "dir", "give the host directory of test templates, like "+testExample); v != nil {
+	if v := f.Req("dir", "give the host directory of test templates, like "+testExample); v != nil {
 		if text, textOK := p.nonEmpty(v, field+".dir", "a path", "give the host directory of test templates, like ./test"); textOK {
 			out.Dir, out.dirLine = text, v.Line
 		} else {
@@ -74,7 +74,7 @@ func (p *parser) test(v *yaml.Node, runDuration time.Duration) *Test {
 	} else {
 		ok = false
 	}
-	if v := f.opt("template"); v != nil {
+	if v := f.Opt("template"); v != nil {
 		text, textOK := p.nonEmpty(v, field+".template", "a name", "give the name of a subdirectory of dir, or leave template out to draw one per run")
 		switch {
 		case !textOK:
@@ -86,25 +86,25 @@ func (p *parser) test(v *yaml.Node, runDuration time.Duration) *Test {
 			out.Template, out.templateLine = text, v.Line
 		}
 	}
-	if v := f.opt("duration"); v != nil {
+	if v := f.Opt("duration"); v != nil {
 		dur, durOK := p.duration(v, field+".duration")
 		switch {
 		case !durOK:
 			ok = false
 		case dur <= 0:
-			p.fail(v.Line, field+".duration", fmt.Sprintf("%s is not greater than 0", deref(v).Value), "give the drivers a positive virtual time like 20s")
+			p.fail(v.Line, field+".duration", fmt.Sprintf("%s is not greater than 0", yamlwalk.Deref(v).Value), "give the drivers a positive virtual time like 20s")
 			ok = false
 		case runDuration > 0 && dur >= runDuration:
-			p.fail(v.Line, field+".duration", fmt.Sprintf("%s is not shorter than the run's duration (%v)", deref(v).Value, runDuration),
+			p.fail(v.Line, field+".duration", fmt.Sprintf("%s is not shorter than the run's duration (%v)", yamlwalk.Deref(v).Value, runDuration),
 				fmt.Sprintf("drivers must stop before the run ends, to leave time for eventually_ and finally_ commands; try %v", runDuration/4*3/time.Millisecond*time.Millisecond))
 			ok = false
 		default:
 			out.Duration = dur
 		}
 	}
-	if v := f.opt("parallelism"); v != nil {
+	if v := f.Opt("parallelism"); v != nil {
 		hint := fmt.Sprintf("use a whole number between 1 and %d, like %d", MaxParallelism, composer.DefaultParallelism)
-		if text, textOK := p.scalar(v, field+".parallelism", "a number", hint); !textOK {
+		if text, textOK := p.Scalar(v, field+".parallelism", "a number", hint); !textOK {
 			ok = false
 		} else if n, err := strconv.Atoi(text); err != nil {
 			p.fail(v.Line, field+".parallelism", fmt.Sprintf("%q is not a whole number", text), hint)
