@@ -34,8 +34,20 @@ func TestCommandLineGolden(t *testing.T) {
 		Kernel: "/cache/vmlinux", Initrd: "/cache/img.cpio", Plugin: "/cache/barrier.so", MemoryMiB: 256,
 		Shared: "/run/node-1/shared", Console: "/run/node-1/console.log",
 	}
+	got := commandLineGolden(t, c, "cmdline.golden")
+	for _, flag := range []string{"shift=0,sleep=off,align=off", "max,-rdrand,-rdseed", "clock=vm,base=" + DefaultRTCBase, "master=on"} {
+		if !strings.Contains(got, flag) {
+			t.Errorf("deterministic flag %q missing", flag)
+		}
+	}
+}
+
+// commandLineGolden returns c's command line, one argument a line, and
+// fails t unless it is testdata/name (which -update rewrites).
+func commandLineGolden(t *testing.T, c Config, name string) string {
+	t.Helper()
 	got := strings.Join(c.CommandLine(), "\n") + "\n"
-	golden := filepath.Join("testdata", "cmdline.golden")
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -48,11 +60,7 @@ func TestCommandLineGolden(t *testing.T) {
 	if got != string(want) {
 		t.Fatalf("command line changed (rerun with -update if on purpose):\n got:\n%s\nwant:\n%s", got, want)
 	}
-	for _, flag := range []string{"shift=0,sleep=off,align=off", "max,-rdrand,-rdseed", "clock=vm,base=" + DefaultRTCBase, "master=on"} {
-		if !strings.Contains(got, flag) {
-			t.Errorf("deterministic flag %q missing", flag)
-		}
-	}
+	return got
 }
 
 // TestCommandLineDiskGolden pins the NVDIMM flags of a guest with a disk;
@@ -64,20 +72,7 @@ func TestCommandLineDiskGolden(t *testing.T) {
 		Shared: "/run/node-1/shared", Console: "/run/node-1/console.log",
 		Disk: "/run/node-1/disk.img", DiskBytes: 64 << 20, DiskImage: "/cache/disks/ext4-64M.img",
 	}
-	got := strings.Join(c.CommandLine(), "\n") + "\n"
-	golden := filepath.Join("testdata", "cmdline-disk.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("command line changed (rerun with -update if on purpose):\n got:\n%s\nwant:\n%s", got, want)
-	}
+	got := commandLineGolden(t, c, "cmdline-disk.golden")
 	for _, flag := range []string{
 		"pc,accel=tcg,nvdimm=on",
 		"256M,slots=1,maxmem=320M",

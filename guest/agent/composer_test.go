@@ -61,13 +61,7 @@ func runComposer(t *testing.T, test wire.Test, roots ...string) []wire.Event {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	evs, err := wire.DecodeEvents(a.pending)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
+	return pendingEvents(t, a)
 }
 
 // lifecycle lists the start and exit events, like "start first_a.sh".

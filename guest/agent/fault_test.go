@@ -283,10 +283,7 @@ func TestRunCommandsFromPage(t *testing.T) {
 		t.Fatal("commands not accepted")
 	}
 	a.runCommands()
-	evs, err := wire.DecodeEvents(a.pending)
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := pendingEvents(t, a)
 	var got []string
 	for _, e := range evs {
 		got = append(got, fmt.Sprintf("%s %d %s %s", e.Kind, e.Code, e.Proc, e.Data))

@@ -67,14 +67,8 @@ func TestRealKillRestart(t *testing.T) {
 	}
 	waitFor("the restarted instance to finish", func() bool { return a.waiting() == 0 })
 
-	a.mu.Lock()
-	evs, err := wire.DecodeEvents(a.pending)
-	a.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var exits []int32
-	for _, e := range evs {
+	for _, e := range pendingEvents(t, a) {
 		if e.Kind == wire.KindExit {
 			exits = append(exits, e.Code)
 		}

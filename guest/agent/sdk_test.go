@@ -35,7 +35,8 @@ func sdkClient(t *testing.T, bind bool) int {
 	return fd
 }
 
-func sdkEvents(t *testing.T, a *agent) []wire.Event {
+// pendingEvents decodes the events the agent has queued for the next barrier.
+func pendingEvents(t *testing.T, a *agent) []wire.Event {
 	t.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -90,7 +91,7 @@ func TestSDKSocket(t *testing.T) {
 	a.drainSDK()
 
 	var got []string
-	for _, e := range sdkEvents(t, a) {
+	for _, e := range pendingEvents(t, a) {
 		switch e.Kind {
 		case wire.KindSDK:
 			got = append(got, fmt.Sprintf("sdk %s %s", e.Proc, e.Data))
