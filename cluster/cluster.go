@@ -37,10 +37,14 @@ type Tools struct {
 	// icount warp race fixed; "" if it is not built. Idle mode "warp"
 	// needs it.
 	PatchedQEMU string
-	BIOS        string
-	Busybox     string
-	Agent       string
-	CacheDir    string
+	// RaceFixed says PatchedQEMU is known to carry the race fix: the cached
+	// default build, or a $DETVM_QEMU whose build-info.txt names a variant
+	// with the fix. Only then do scenarios without idle: default to warp.
+	RaceFixed bool
+	BIOS      string
+	Busybox   string
+	Agent     string
+	CacheDir  string
 }
 
 // DefaultCacheDir is $DETVM_CACHE, else $XDG_CACHE_HOME/detvm, else ~/.cache/detvm.
@@ -74,8 +78,9 @@ func Locate() (Tools, error) {
 	}
 	if p := filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"); os.Getenv("DETVM_QEMU") != "" {
 		t.PatchedQEMU = t.QEMU // the user's choice, for every idle mode
+		t.RaceFixed = fixedBuild(t.QEMU)
 	} else if _, err := os.Stat(p); err == nil {
-		t.PatchedQEMU = p
+		t.PatchedQEMU, t.RaceFixed = p, true
 	}
 	if _, err := os.Stat(t.BIOS); err != nil {
 		return t, Infra("%s missing; run `make setup`", t.BIOS)
@@ -135,6 +140,47 @@ func FileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fixedBuild reports whether qemu is one of scripts/build-qemu.sh's builds
+// with the warp race fix: its build-info.txt names a variant without
+// "stock". A QEMU detvm did not build may be anything, so it is not trusted
+// to halt guests unless the user asks (--idle warp).
+func fixedBuild(qemu string) bool {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(qemu), "build-info.txt"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "variant:"); ok {
+			return !strings.Contains(v, "stock")
+		}
+	}
+	return false
+}
+
+// IdleMode is the idle mode a run of s uses: the scenario's own (or the
+// CLI's) if it names one, else warp when detvm's patched QEMU is present,
+// else spin. The run records the mode it used, so a replay on a machine
+// without the patched QEMU asks for it instead of silently spinning.
+func (t Tools) IdleMode(s *scenario.Scenario) string {
+	switch {
+	case s.Idle != "":
+		return s.Idle
+	case t.RaceFixed:
+		return scenario.IdleWarp
+	default:
+		return scenario.IdleSpin
+	}
+}
+
+// SpinWarning is what a run says when it falls back to spinning guests.
+func (t Tools) SpinWarning() string {
+	if t.PatchedQEMU != "" {
+		return fmt.Sprintf("warning: idle guests spin: DETVM_QEMU=%s is not a detvm build with the icount warp fix, so idle time costs as much as work; pass --idle warp to halt them anyway, or unset DETVM_QEMU", t.QEMU)
+	}
+	return fmt.Sprintf("warning: idle guests spin: detvm's patched QEMU (%s) is not built, so idle time costs as much as work (several times slower on idle clusters); run `make setup` to build it",
+		filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"))
 }
 
 // QEMUFor returns the QEMU for an idle mode: guests that halt ("warp")
@@ -309,6 +355,11 @@ func (r *Result) Failed() bool {
 // BuildImage builds a node's initramfs into the content-addressed image
 // cache and returns its path and sha256.
 func BuildImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, tools Tools) (path, sum string, err error) {
+	if s.Idle == "" { // the image says whether the vCPU may halt
+		c := *s
+		c.Idle = tools.IdleMode(s)
+		s = &c
+	}
 	disk, err := nodeDisk(tools, n)
 	if err != nil {
 		return "", "", err

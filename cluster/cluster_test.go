@@ -187,6 +187,11 @@ func TestEtcdCluster(t *testing.T) {
 	if a.Failed() || a.Ended != "all-exited" {
 		t.Fatalf("etcd cluster failed (ended %s): %+v", a.Ended, a.Verdicts)
 	}
+	// short.yaml names no idle mode: it runs the default, warp with
+	// detvm's patched QEMU (the CI machine builds it), else spin.
+	if want := tools.IdleMode(&scenario.Scenario{}); a.Idle != want || s.Idle != want {
+		t.Errorf("idle mode: result %q, scenario %q; want the default %q", a.Idle, s.Idle, want)
+	}
 	// The register workload's history (examples/etcd/register) is
 	// linearizable on a fault-free run.
 	if v := historyVerdict(t, a); v.Status != "passed" {

@@ -149,6 +149,11 @@ func (r *runner) prepare() error {
 	if err != nil {
 		return err
 	}
+	if s.Idle == "" {
+		if s.Idle = r.tools.IdleMode(s); s.Idle == scenario.IdleSpin {
+			r.logf("%s", r.tools.SpinWarning())
+		}
+	}
 	if r.tools.QEMU, err = r.tools.QEMUFor(s.Idle); err != nil {
 		return err
 	}

@@ -162,6 +162,8 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 	// The recorded idle mode is an input of the run, like its seed.
 	if b.Env.Idle != "" {
 		s.Idle = b.Env.Idle
+	} else if s.Idle == "" {
+		s.Idle = scenario.IdleSpin // bundles from before idle modes: guests spun
 	}
 	if err := s.Complete(); err != nil {
 		return nil, ro, err

@@ -285,9 +285,6 @@ func (s *Scenario) Complete() error {
 	if s.Epoch == 0 {
 		s.Epoch = DefaultEpoch
 	}
-	if s.Idle == "" {
-		s.Idle = IdleSpin
-	}
 	for _, g := range s.Guests() {
 		if g.Memory == 0 {
 			g.Memory = DefaultMemory

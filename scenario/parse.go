@@ -259,7 +259,6 @@ func (p *parser) scenario(root *yaml.Node, s *Scenario) {
 			s.Seed = seed
 		}
 	}
-	s.Idle = IdleSpin
 	if v := f.Opt("idle"); v != nil {
 		if text, ok := p.Scalar(v, "idle", "a string", `use "idle: spin" or "idle: warp"`); ok {
 			if text != IdleSpin && text != IdleWarp {

@@ -62,10 +62,13 @@ type Scenario struct {
 	// Seed feeds every source of randomness in the run; the CLI may
 	// override it. Default 1.
 	Seed uint64
-	// Idle is how idle guests pass time: IdleSpin (the default: an
-	// idle-priority spinner keeps the vCPU from halting, safe on any QEMU)
-	// or IdleWarp (guests halt and QEMU warps to the next timer; needs
-	// detvm's patched QEMU, see docs/limits.md). The CLI may override it.
+	// Idle is how idle guests pass time: IdleWarp (guests halt and QEMU
+	// warps to the next timer; needs detvm's patched QEMU, see
+	// docs/limits.md) or IdleSpin (an idle-priority spinner keeps the vCPU
+	// from halting; safe on any QEMU, but idle time costs as much as work).
+	// "" lets the run choose: warp when the patched QEMU is present, else
+	// spin with a warning (cluster.Tools.IdleMode); the run records the
+	// mode it used. The CLI may override it.
 	Idle string
 	// Duration is the virtual-time limit of the run. Required, > 0.
 	Duration time.Duration

@@ -42,7 +42,6 @@ nodes:
 func exampleScenario() *Scenario {
 	return &Scenario{
 		Name:     "etcd-single",
-		Idle:     IdleSpin,
 		Seed:     1,
 		Duration: 4 * time.Second,
 		Epoch:    time.Millisecond,

@@ -46,7 +46,6 @@ func clusterScenario() *Scenario {
 	const endpoints = "http://node-1:2379,http://node-2:2379,http://node-3:2379"
 	s := &Scenario{
 		Name:     "etcd-cluster",
-		Idle:     IdleSpin,
 		Seed:     1,
 		Duration: 10 * time.Second,
 		Epoch:    time.Millisecond,

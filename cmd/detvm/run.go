@@ -119,7 +119,7 @@ func runCmd() *cobra.Command {
 	c.Flags().DurationVar(&snapEvery, "snapshot-every", 0, "take a cluster snapshot every DURATION of virtual time (e.g. 5s)")
 	c.Flags().StringVar(&store, "store", "", "snapshot store: a run directory or a store directory (default OUT/snapshots)")
 	c.Flags().StringVar(&from, "from-snapshot", "", "continue from snapshot ID in --store instead of booting")
-	c.Flags().StringVar(&idle, "idle", "", "how idle guests pass time: spin (default) or warp (needs detvm's patched QEMU; overrides the scenario's idle:)")
+	c.Flags().StringVar(&idle, "idle", "", "how idle guests pass time: warp (guests halt, QEMU skips to the next timer; needs detvm's patched QEMU) or spin (any QEMU, slower); default: the scenario's idle:, else warp when the patched QEMU is built, else spin with a warning")
 	c.Flags().BoolVar(&cold, "cold", false, "boot the guests even if a warm start (the cluster saved right after its first boot) is cached")
 	c.Flags().BoolVar(&portable, "portable", false, "the replay bundle also carries the kernel and node images (replays on a machine without the scenario's files)")
 	c.Flags().StringVar(&faultsFlag, "faults", "", "fault schedule: random (every kind, moderate rates, from the seed), none, or a YAML file (docs/faults.md); overrides the scenario's faults:")

@@ -45,9 +45,13 @@ func doctorCmd() *cobra.Command {
 			check("qemu", err, qemu+" "+qv)
 			if tools.PatchedQEMU != "" {
 				pv, err := cluster.QEMUVersion(tools.PatchedQEMU)
-				check("qemu-patched", err, tools.PatchedQEMU+" "+pv+" (idle mode warp)")
+				mode := "(idle mode warp, the default)"
+				if !tools.RaceFixed {
+					mode = "(used for --idle warp only: not a detvm build with the race fix, so idle guests spin by default)"
+				}
+				check("qemu-patched", err, tools.PatchedQEMU+" "+pv+" "+mode)
 			} else {
-				fmt.Println("note  qemu-patched: not built; `make setup` builds it (needed for --idle warp)")
+				fmt.Println("note  qemu-patched: not built, so idle guests spin (slower); `make setup` builds it (needed for --idle warp, the default when present)")
 			}
 			_, err = os.Stat(tools.BIOS)
 			check("qboot", err, tools.BIOS)
