@@ -95,10 +95,13 @@ if [ "${VCPU_WARP:-1}" = 1 ]; then
 	DETVM_QEMU=$vw run idle-example-vcpu-warp examples/idle/scenario.yaml --idle warp
 	DETVM_QEMU=$vw run etcd-vcpu-warp examples/etcd/short.yaml --idle warp
 	echo
-	$py - "$(vpw idle-example-vcpu-warp)" "$(vpw idle-example-warp)" "$(vpw etcd-vcpu-warp)" "$(vpw etcd-warp)" <<'PY'
-import sys
-vi, wi, ve, we = map(float, sys.argv[1:])
-print(f"vCPU-thread warp ÷ patch 0001, virtual/wall: examples/idle {vi/wi:.2f}×, etcd short {ve/we:.2f}×.")
+	$py - "$(vpw idle-example-vcpu-warp)" "$(vpw idle-example-warp)" "$(vpw etcd-vcpu-warp)" "$(vpw etcd-warp)" "$tmp" <<'PY'
+import json, sys
+vi, wi, ve, we = map(float, sys.argv[1:5])
+h = lambda n: json.load(open(f"{sys.argv[5]}/{n}.json"))["trace_hash"]
+same = lambda a, b: "yes" if h(a) == h(b) else "no"
+print(f"vCPU-thread warp ÷ patch 0001, virtual/wall: examples/idle {vi/wi:.2f}×, etcd short {ve/we:.2f}×. "
+      f"Same trace as 0001: examples/idle {same('idle-example-vcpu-warp', 'idle-example-warp')}, etcd short {same('etcd-vcpu-warp', 'etcd-warp')}.")
 PY
 	echo
 fi

@@ -3,12 +3,13 @@
 # times with seed 1 (runs 6-10 under a 2-process host CPU hog) plus once
 # with seed 2; prints a markdown report (make soak writes it to docs/soak.md).
 # SCENARIOS lists scenario files; RUNS changes the count; IDLE=warp|spin
-# passes --idle to every run (default: each scenario's own). The default set
-# takes about 2.5 hours on 2 cores (examples/etcd alone ~6 min per run).
+# passes --idle to every run (default: each scenario's own, else warp when
+# detvm's patched QEMU is built). The default set takes about 3.5 hours on
+# 2 cores (examples/etcd ~6 min per run, examples/idle ~5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-10}
-SCENARIOS=${SCENARIOS:-"examples/hello/scenario.yaml examples/etcd-single/scenario.yaml examples/redis/scenario.yaml examples/etcd/scenario.yaml"}
+SCENARIOS=${SCENARIOS:-"examples/hello/scenario.yaml examples/etcd-single/scenario.yaml examples/redis/scenario.yaml examples/etcd/scenario.yaml examples/idle/scenario.yaml"}
 tmp=$(mktemp -d)
 hogs=()
 cleanup() { for p in "${hogs[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
@@ -35,8 +36,9 @@ for scen in $SCENARIOS; do
 		fi
 		[ ${#hogs[@]} -gt 0 ] && load="cpu hog"
 		bin/detvm run "$scen" --seed 1 ${IDLE:+--idle "$IDLE"} --json --out "$tmp/${ex//\//-}-$i" 2>/dev/null >"$tmp/r.json" || true
-		h=$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["trace_hash"], r["virtual_ns"], r["wall_ms"])' "$tmp/r.json")
+		h=$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["trace_hash"], r["virtual_ns"], r["wall_ms"], r["idle"])' "$tmp/r.json")
 		set -- $h
+		idle=$4
 		[ -z "$first" ] && first=$1
 		[ "$1" = "$first" ] && same=$((same+1))
 		echo "| $i | 1 | $load | \`${1:0:16}\` | $2 | $3 |"
@@ -47,7 +49,7 @@ for scen in $SCENARIOS; do
 	echo "| - | 2 | no hog | \`${h2:0:16}\` | | |"
 	echo
 	differ=no; [ "$h2" != "$first" ] && differ=yes
-	echo "**$ex: $same/$RUNS identical trace hashes with seed 1; seed 2 differs: $differ.**"
+	echo "**$ex: $same/$RUNS identical trace hashes with seed 1; seed 2 differs: $differ.** (idle mode: $idle)"
 	echo
 	{ [ "$same" = "$RUNS" ] && [ "$differ" = yes ]; } || status=1
 done
