@@ -76,7 +76,7 @@ func Locate() (Tools, error) {
 	if _, err := QEMUVersion(t.QEMU); err != nil {
 		return t, err
 	}
-	if p := filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"); os.Getenv("DETVM_QEMU") != "" {
+	if p := t.defaultPatchedQEMU(); os.Getenv("DETVM_QEMU") != "" {
 		t.PatchedQEMU = t.QEMU // the user's choice, for every idle mode
 		t.RaceFixed = fixedBuild(t.QEMU)
 	} else if _, err := os.Stat(p); err == nil {
@@ -142,6 +142,12 @@ func FileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// defaultPatchedQEMU is where scripts/build-qemu.sh links the build of the
+// current patches.
+func (t Tools) defaultPatchedQEMU() string {
+	return filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64")
+}
+
 // fixedBuild reports whether qemu is one of scripts/build-qemu.sh's builds
 // with the warp race fix: its build-info.txt names a variant without
 // "stock". A QEMU detvm did not build may be anything, so it is not trusted
@@ -180,7 +186,7 @@ func (t Tools) SpinWarning() string {
 		return fmt.Sprintf("warning: idle guests spin: DETVM_QEMU=%s is not a detvm build with the icount warp fix, so idle time costs as much as work; pass --idle warp to halt them anyway, or unset DETVM_QEMU", t.QEMU)
 	}
 	return fmt.Sprintf("warning: idle guests spin: detvm's patched QEMU (%s) is not built, so idle time costs as much as work (several times slower on idle clusters); run `make setup` to build it",
-		filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"))
+		t.defaultPatchedQEMU())
 }
 
 // QEMUFor returns the QEMU for an idle mode: guests that halt ("warp")
@@ -191,7 +197,7 @@ func (t Tools) QEMUFor(idle string) (string, error) {
 	}
 	if t.PatchedQEMU == "" {
 		return "", Infra("idle mode warp needs detvm's patched QEMU (%s): run `make setup`, or use --idle spin",
-			filepath.Join(t.CacheDir, "qemu", "default", "qemu-system-x86_64"))
+			t.defaultPatchedQEMU())
 	}
 	return t.PatchedQEMU, nil
 }
