@@ -37,6 +37,17 @@ func (r *runner) warmKey() (string, error) {
 	fmt.Fprintf(h, "detvm-warm-v1\nkernel %s\nqemu %s %s\nplugin %s\n", r.res.Kernel, r.qemuV, qemuSum, vmm.PluginSourceHash())
 	for _, n := range r.nodes {
 		fmt.Fprintf(h, "node %s %s %d\n", n.spec.Name, r.res.Images[n.spec.Name], n.spec.Memory)
+		// And the machine: its command line is code (vmm), not input, so
+		// a build that changes the kernel command line or a device must
+		// not start from guests booted with the old one. The files in it
+		// are named by content above; their paths vary by run.
+		c := n.cfg
+		c.QEMU, c.BIOS, c.Kernel, c.Initrd, c.Plugin, c.Shared, c.Console = "qemu", "bios", "kernel", "initrd", "plugin", "shared", "console"
+		if c.Disk != "" {
+			c.Disk = "disk"
+		}
+		c.DiskImage, c.Incoming = "", false
+		fmt.Fprintf(h, "argv %q\n", c.CommandLine())
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
