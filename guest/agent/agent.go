@@ -39,9 +39,6 @@ func Main() {
 	if len(os.Args) > 1 && os.Args[1] == "spin" {
 		spin()
 	}
-	// Two Ps on the guest's one CPU: the epoch thread keeps one through
-	// its sleeps (sleepUntil), the other runs every other goroutine.
-	runtime.GOMAXPROCS(2)
 	a := newAgent()
 	if err := a.run(); err != nil {
 		// Before the first barrier the controller can only see the console
@@ -233,11 +230,16 @@ func (a *agent) console(msg string) {
 	fmt.Fprintf(os.Stdout, "[%5d.%06d] detvm-agent: %s\n", t/1e9, t%1e9/1e3, msg)
 }
 
-// monoNS reads CLOCK_MONOTONIC with a raw system call: see sleepUntil.
 func monoNS() uint64 {
 	var ts unix.Timespec
-	_, _, _ = unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_MONOTONIC, uintptr(unsafe.Pointer(&ts)), 0)
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
+}
+
+func sleepUntil(ns uint64) {
+	ts := unix.NsecToTimespec(int64(ns))
+	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
+	}
 }
 
 func mountAll() error {
@@ -358,24 +360,5 @@ func spin() {
 	_ = unix.SchedSetAttr(0, &attr, 0)
 	//lint:ignore SA5002 spinning at idle priority is the point: the vCPU must never halt
 	for {
-	}
-}
-
-// sleepUntil sleeps to an absolute CLOCK_MONOTONIC time without telling the
-// Go scheduler (a raw system call). A regular system call that blocks wakes the runtime's sysmon
-// thread, which then polls every 20 µs until it retakes the sleeping
-// thread's P and hands it over: at every epoch, several extra wake-ups of
-// an otherwise idle guest, each a halt and a warp in QEMU (measured: 4.1
-// timer interrupts per idle epoch, 2.4 without; docs/benchmarks.md). The
-// price is that the runtime sees the epoch goroutine running through its
-// sleeps, hence its own P (GOMAXPROCS(2) in Main) and a preemption signal
-// from sysmon every 10 ms, which only interrupts the sleep (EINTR).
-func sleepUntil(ns uint64) {
-	ts := unix.NsecToTimespec(int64(ns))
-	for {
-		_, _, e := unix.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-		if e != unix.EINTR {
-			return
-		}
 	}
 }
