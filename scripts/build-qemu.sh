@@ -66,6 +66,15 @@ CONFIGURE_FLAGS=(
 	--disable-tools
 	--disable-install-blobs
 	--disable-werror
+	# Less to compile, the same guest (docs/benchmarks.md, "Building
+	# detvm's QEMU"): only the pc board and detvm's devices (patch 0003),
+	# no debug info, no trace events (detvm uses none), no QOM cast checks
+	# (they also cost run time: object_dynamic_cast_assert in profiles).
+	--without-default-devices
+	--with-devices-x86_64=detvm
+	--disable-debug-info
+	--enable-trace-backends=nop
+	--disable-qom-cast-debug
 )
 
 start=$(date +%s)
