@@ -211,7 +211,8 @@ log "building $VARIANT_NAME QEMU $UPVER (key $KEY); a few minutes"
 # meson: QEMU 10 needs >= 1.5 (bookworm has 1.0); pycotap: bookworm lacks it.
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
-for p in ninja-build libglib2.0-dev libpixman-1-dev zlib1g-dev flex bison libfdt-dev gcc make pkg-config xz-utils; do
+# curl, ca-certificates and patch: a minimal Debian (debootstrap minbase) lacks them.
+for p in ninja-build libglib2.0-dev libpixman-1-dev zlib1g-dev flex bison libfdt-dev gcc make pkg-config xz-utils curl ca-certificates patch; do
 	installed "$p" || missing="$missing $p"
 done
 mesonver=$(dpkg-query -W -f='${Version}' meson 2>/dev/null || true)
