@@ -211,8 +211,9 @@ log "building $VARIANT_NAME QEMU $UPVER (key $KEY); a few minutes"
 # meson: QEMU 10 needs >= 1.5 (bookworm has 1.0); pycotap: bookworm lacks it.
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
-# curl, ca-certificates and patch: a minimal Debian (debootstrap minbase) lacks them.
-for p in ninja-build libglib2.0-dev libpixman-1-dev zlib1g-dev flex bison libfdt-dev gcc make pkg-config xz-utils curl ca-certificates patch; do
+# curl, ca-certificates, patch and python3-venv (configure makes a venv):
+# a minimal Debian (debootstrap minbase) lacks them.
+for p in ninja-build libglib2.0-dev libpixman-1-dev zlib1g-dev flex bison libfdt-dev gcc make pkg-config xz-utils curl ca-certificates patch python3-venv; do
 	installed "$p" || missing="$missing $p"
 done
 mesonver=$(dpkg-query -W -f='${Version}' meson 2>/dev/null || true)
