@@ -28,6 +28,8 @@
 #                    must not
 #     vcpu-warp      replace the fix by experimental/*.patch (warp in the vCPU
 #                    thread), to measure against it
+#     hold           add experimental/hold/*.patch: QEMU holds the guest at
+#                    virtual-time boundaries (scripts/hold-experiment.py only)
 #   DETVM_QEMU_PRINT_PATH=1  print the binary's path on stdout when done.
 #
 # Needs root only for what it may have to install (a deb-src source, build
@@ -90,14 +92,15 @@ ORIG=${SRCPKG}_${UPVER}.orig.tar.xz
 
 # --- 2. the patch set --------------------------------------------------------
 FIX_GLOB='0001-icount-*.patch'
-stock=0 widen=0 vcpuwarp=0
+stock=0 widen=0 vcpuwarp=0 hold=0
 IFS=, read -r -a mods <<<"$VARIANT"
 for m in "${mods[@]}"; do
 	case "$m" in
 	stock) stock=1 ;;
 	race-widened) widen=1 ;;
 	vcpu-warp) vcpuwarp=1 ;;
-	*) die "unknown DETVM_QEMU_VARIANT modifier '$m' (want: stock, race-widened, vcpu-warp)" ;;
+	hold) hold=1 ;;
+	*) die "unknown DETVM_QEMU_VARIANT modifier '$m' (want: stock, race-widened, vcpu-warp, hold)" ;;
 	esac
 done
 [ "$stock$vcpuwarp" != 11 ] || die "DETVM_QEMU_VARIANT: stock and vcpu-warp exclude each other"
@@ -109,6 +112,7 @@ for p in "$PATCHDIR"/*.patch; do
 done
 [ "$vcpuwarp" = 0 ] || patches+=("$PATCHDIR"/experimental/*.patch)
 [ "$widen" = 0 ] || patches+=("$PATCHDIR"/test-only/*.patch)
+[ "$hold" = 0 ] || patches+=("$PATCHDIR"/experimental/hold/*.patch)
 VARIANT_NAME=${VARIANT:-default}
 for p in "${patches[@]}"; do [ -f "$p" ] || die "missing patch $p"; done
 
