@@ -5,7 +5,8 @@ docs/benchmarks.md, "What an idle epoch costs").
 
 Uses the `hold` QEMU variant (third_party/qemu/patches/experimental/hold/):
 with DETVM_HOLD_FD/DETVM_HOLD_NS set, QEMU holds the guest at every multiple
-of DETVM_HOLD_NS of virtual time and waits for one byte on the fd. This
+of DETVM_HOLD_NS of virtual time and waits for one byte on the fd: R releases
+it, W also wakes it (a newline into its second serial port). This
 script plays the controller. Its guests run detvm's kernel with a busybox
 /init of their own, no agent.
 
@@ -16,7 +17,10 @@ script plays the controller. Its guests run detvm's kernel with a busybox
                   ktime (ns) and interrupt counts must print the same bytes
                   with no holds, holds every 1 ms and every 0.3 ms, QMP
                   stop/cont and a migration during holds, and, from that
-                  migration, restored. Exit 1 if not.
+                  migration, restored. Then the wake: released with W at
+                  holds 600, 900 and 1234, a guest blocked on ttyS1 must wake
+                  at the same ktime in two runs, one under a CPU hog.
+                  Exit 1 if any differs.
 
 Usage: /usr/bin/python3 scripts/hold-experiment.py bench|check   (after make build)
 """
@@ -55,6 +59,22 @@ echo done
 """
 
 
+WAKE_INIT = b"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox stty -F /dev/ttyS1 raw -echo
+i=0
+while [ $i -lt 3 ]; do
+  /bin/busybox head -c 1 /dev/ttyS1 > /dev/null
+  /bin/busybox grep "now at" /proc/timer_list
+  i=$((i+1))
+done
+echo done
+/bin/busybox poweroff -f
+"""
+WAKE_AT = (600, 900, 1234)
+
+
 def die(msg):
     sys.exit("hold-experiment: error: " + msg)
 
@@ -76,8 +96,8 @@ def initrd(tmp, name, init):
     path = os.path.join(tmp, name + ".cpio")
     with open("/bin/busybox", "rb") as f:
         busybox = f.read()
-    newc(path, [("bin", 0o40755, b""), ("proc", 0o40755, b""), ("bin/busybox", 0o100755, busybox),
-                ("init", 0o100755, init)])
+    newc(path, [("bin", 0o40755, b""), ("proc", 0o40755, b""), ("dev", 0o40755, b""),
+                ("bin/busybox", 0o100755, busybox), ("init", 0o100755, init)])
     return path
 
 
@@ -90,7 +110,9 @@ class Guest:
                 "-m", "256", "-icount", "shift=0,sleep=off,align=off",
                 "-rtc", "clock=vm,base=2026-01-01T00:00:00", "-seed", "0",
                 "-bios", "/usr/share/qemu/qboot.rom", "-kernel", env["kernel"], "-initrd", initrd_path,
-                "-append", APPEND, "-chardev", "file,id=console,path=" + console, "-serial", "chardev:console"]
+                "-append", APPEND, "-chardev", "file,id=console,path=" + console, "-serial", "chardev:console",
+                # ttyS1: the hold wakes the guest by a newline into it (W instead of R).
+                "-chardev", "null,id=detvm-wake", "-serial", "chardev:detvm-wake"]
         if qmp:
             argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp]
         if incoming:
@@ -247,6 +269,30 @@ def probe(env, rd, tmp, name, hold_ns, qmp_ops=False, restore=None):
     return out
 
 
+def wake(env, rd, tmp, name):
+    """Run the wake probe, waking it at the holds in WAKE_AT; return its ktime lines."""
+    console = os.path.join(tmp, name + ".log")
+    g = Guest(env, rd, console, EPOCH_NS)
+    try:
+        holds = 0
+        while g.held():
+            holds += 1
+            if holds in WAKE_AT:
+                g.sock.send(b"W")
+            else:
+                g.release()
+        g.proc.wait(timeout=300)
+    finally:
+        g.kill()
+    with open(console, errors="replace") as f:
+        lines = [line for line in f if line.startswith("now at")]
+    if len(lines) != len(WAKE_AT):
+        die("%s: %d wakes seen, want %d (console %s)" % (name, len(lines), len(WAKE_AT), console))
+    print("  %-28s woken at holds %s: ktime %s" % (name, ", ".join(map(str, WAKE_AT)),
+                                                   ", ".join(line.split()[2] for line in lines)))
+    return lines
+
+
 def check(env, tmp):
     rd = initrd(tmp, "probe", PROBE_INIT)
     print("the probe guest's console (ktime in ns, interrupt counts), run by run:")
@@ -266,6 +312,19 @@ def check(env, tmp):
         print("DIFFERENT from the run without holds: " + "; ".join(bad) + " (consoles in %s)" % tmp)
         sys.exit(1)
     print("identical: holds are invisible to the guest, and a snapshot taken during a hold continues the same run")
+    print("\nthe wake probe (blocked on ttyS1), twice:")
+    rd = initrd(tmp, "wake", WAKE_INIT)
+    first = wake(env, rd, tmp, "wake")
+    hogs = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    try:
+        second = wake(env, rd, tmp, "wake under a CPU hog")
+    finally:
+        for h in hogs:
+            h.kill()
+    if first != second:
+        print("DIFFERENT: the wakes moved with host load (consoles in %s)" % tmp)
+        sys.exit(1)
+    print("identical: a wake lands at the same guest instruction whatever the host load")
 
 
 def main():
