@@ -104,6 +104,7 @@ for m in "${mods[@]}"; do
 	esac
 done
 [ "$stock$vcpuwarp" != 11 ] || die "DETVM_QEMU_VARIANT: stock and vcpu-warp exclude each other"
+[ "$hold" = 0 ] || [ "$stock$vcpuwarp" = 00 ] || die "DETVM_QEMU_VARIANT: hold applies on top of the default patches only (not with stock or vcpu-warp)"
 patches=()
 for p in "$PATCHDIR"/*.patch; do
 	# shellcheck disable=SC2053 # FIX_GLOB is a pattern
