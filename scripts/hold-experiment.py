@@ -27,6 +27,7 @@ Usage: /usr/bin/python3 scripts/hold-experiment.py bench|check   (after make bui
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -38,9 +39,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("DETVM_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "detvm")
 EPOCH_NS = 1_000_000  # detvm's default epoch
-# detvm's kernel command line (vmm.DefaultAppend), so the guest kernel is the same.
-APPEND = ("console=ttyS0 quiet mitigations=off nolapic_timer no_timer_check cryptomgr.notests "
-          "tsc=reliable hpet=disable init_on_alloc=0 rodata=off panic=-1 rdinit=/init")
+
+
+def go_const(name):
+    """A string constant of package vmm (vmm/config.go), literals joined by +."""
+    with open(os.path.join(ROOT, "vmm", "config.go")) as f:
+        src = f.read()
+    m = re.search(r"^const %s = ((?:\s*\+?\s*\"(?:[^\"\\]|\\.)*\")+)" % name, src, re.M)
+    if not m:
+        sys.exit("hold-experiment: error: no string const %s in vmm/config.go" % name)
+    return "".join(json.loads(lit) for lit in re.findall(r'"(?:[^"\\]|\\.)*"', m.group(1)))
+
+
+# detvm's kernel command line and wall clock, read from vmm, so the guest
+# kernel boots as it does in detvm.
+APPEND = go_const("DefaultAppend")
+RTC_BASE = go_const("DefaultRTCBase")
 SLEEP_INIT = b"#!/bin/busybox sh\necho sleeping\nexec /bin/busybox sleep 1000000\n"
 # Prints what would move if a hold were visible: the kernel's ktime in ns
 # and its interrupt counts, with work and sleeps of varying length between.
@@ -108,7 +122,7 @@ class Guest:
         argv = [env["qemu"], "-L", "/usr/share/qemu", "-nodefaults", "-no-user-config", "-display", "none",
                 "-no-reboot", "-machine", "pc,accel=tcg", "-cpu", "max,-rdrand,-rdseed", "-smp", "1",
                 "-m", "256", "-icount", "shift=0,sleep=off,align=off",
-                "-rtc", "clock=vm,base=2026-01-01T00:00:00", "-seed", "0",
+                "-rtc", "clock=vm,base=" + RTC_BASE, "-seed", "0",
                 "-bios", "/usr/share/qemu/qboot.rom", "-kernel", env["kernel"], "-initrd", initrd_path,
                 "-append", APPEND, "-chardev", "file,id=console,path=" + console, "-serial", "chardev:console",
                 # ttyS1: the hold wakes the guest by a newline into it (W instead of R).
