@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # build-qemu.sh: build detvm's own qemu-system-x86_64 — upstream QEMU of the
 # installed bookworm-backports version plus the patches in
-# third_party/qemu/patches/ (the icount idle-warp race fix, DESIGN.md "Real fix")
-# — and cache it. Idempotent: with the result cached it does no network work
-# and returns in well under a second.
+# third_party/qemu/patches/ (the icount idle-warp race fix, DESIGN.md "Real
+# fix"; the virtual-time hold that detvm's barrier uses) — and cache it.
+# Idempotent: with the result cached it does no network work and returns in
+# well under a second.
 #
 #   result: $CACHE/qemu/<key>/qemu-system-x86_64 (+ build-info.txt next to it)
 #           and a symlink $CACHE/qemu/<variant> -> <key> ("default" unless
@@ -28,8 +29,6 @@
 #                    must not
 #     vcpu-warp      replace the fix by experimental/*.patch (warp in the vCPU
 #                    thread), to measure against it
-#     hold           add experimental/hold/*.patch: QEMU holds the guest at
-#                    virtual-time boundaries (scripts/hold-experiment.py only)
 #   DETVM_QEMU_PRINT_PATH=1  print the binary's path on stdout when done.
 #
 # Needs root only for what it may have to install (a deb-src source, build
@@ -92,19 +91,17 @@ ORIG=${SRCPKG}_${UPVER}.orig.tar.xz
 
 # --- 2. the patch set --------------------------------------------------------
 FIX_GLOB='0001-icount-*.patch'
-stock=0 widen=0 vcpuwarp=0 hold=0
+stock=0 widen=0 vcpuwarp=0
 IFS=, read -r -a mods <<<"$VARIANT"
 for m in "${mods[@]}"; do
 	case "$m" in
 	stock) stock=1 ;;
 	race-widened) widen=1 ;;
 	vcpu-warp) vcpuwarp=1 ;;
-	hold) hold=1 ;;
-	*) die "unknown DETVM_QEMU_VARIANT modifier '$m' (want: stock, race-widened, vcpu-warp, hold)" ;;
+	*) die "unknown DETVM_QEMU_VARIANT modifier '$m' (want: stock, race-widened, vcpu-warp)" ;;
 	esac
 done
 [ "$stock$vcpuwarp" != 11 ] || die "DETVM_QEMU_VARIANT: stock and vcpu-warp exclude each other"
-[ "$hold" = 0 ] || [ "$stock$vcpuwarp" = 00 ] || die "DETVM_QEMU_VARIANT: hold applies on top of the default patches only (not with stock or vcpu-warp)"
 patches=()
 for p in "$PATCHDIR"/*.patch; do
 	# shellcheck disable=SC2053 # FIX_GLOB is a pattern
@@ -113,7 +110,6 @@ for p in "$PATCHDIR"/*.patch; do
 done
 [ "$vcpuwarp" = 0 ] || patches+=("$PATCHDIR"/experimental/*.patch)
 [ "$widen" = 0 ] || patches+=("$PATCHDIR"/test-only/*.patch)
-[ "$hold" = 0 ] || patches+=("$PATCHDIR"/experimental/hold/*.patch)
 VARIANT_NAME=${VARIANT:-default}
 for p in "${patches[@]}"; do [ -f "$p" ] || die "missing patch $p"; done
 

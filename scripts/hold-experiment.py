@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """hold-experiment.py: barriers that QEMU holds at virtual-time boundaries
 instead of the guest agent executing one every epoch (issue 8;
-docs/benchmarks.md, "What an idle epoch costs").
+docs/benchmarks.md, "What an idle epoch costs"). Written to decide whether
+to build detvm's barrier on them, and kept as the test of the QEMU patch.
 
-Uses the `hold` QEMU variant (third_party/qemu/patches/experimental/hold/):
+Uses detvm's QEMU (patch 0004, third_party/qemu/patches/):
 with DETVM_HOLD_FD/DETVM_HOLD_NS set, QEMU holds the guest at every multiple
 of DETVM_HOLD_NS of virtual time and waits for one byte on the fd: R releases
 it, W also wakes it (a newline into its second serial port). This
@@ -349,7 +350,7 @@ def main():
     if not kernels:
         die("no unpacked guest kernel in %s/kernel; run any scenario once (make demo)" % CACHE)
     qemu = subprocess.run(["bash", os.path.join(ROOT, "scripts", "build-qemu.sh")],
-                          env=dict(os.environ, DETVM_QEMU_VARIANT="hold", DETVM_QEMU_PRINT_PATH="1"),
+                          env=dict(os.environ, DETVM_QEMU_PRINT_PATH="1"),
                           stdout=subprocess.PIPE, check=True, text=True).stdout.strip()
     env = {"qemu": qemu, "kernel": kernels[-1]}
     print("kernel %s\nQEMU   %s\n" % (kernels[-1], qemu))
