@@ -165,6 +165,15 @@ func fixedBuild(qemu string) bool {
 	return false
 }
 
+// HoldBuild reports whether qemu is a scripts/build-qemu.sh build with the
+// hold patch (third_party/qemu/patches/0004-*hold*): its build-info.txt
+// lists it. Idle mode warp needs it: those guests meet the controller at
+// QEMU's holds, not at a barrier instruction.
+func HoldBuild(qemu string) bool {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(qemu), "build-info.txt"))
+	return err == nil && strings.Contains(string(b), "-icount-hold-the-guest-")
+}
+
 // IdleMode is the idle mode a run of s uses: the scenario's own (or the
 // CLI's) if it names one, else warp when detvm's patched QEMU is present,
 // else spin. The run records the mode it used, so a replay on a machine
@@ -198,6 +207,10 @@ func (t Tools) QEMUFor(idle string) (string, error) {
 	if t.PatchedQEMU == "" {
 		return "", Infra("idle mode warp needs detvm's patched QEMU (%s): run `make setup`, or use --idle spin",
 			t.defaultPatchedQEMU())
+	}
+	if !HoldBuild(t.PatchedQEMU) {
+		return "", Infra("idle mode warp needs detvm's QEMU with the hold patch (0004), and %s has none (its build-info.txt does not list it): run `make setup` to rebuild it, or use --idle spin",
+			t.PatchedQEMU)
 	}
 	return t.PatchedQEMU, nil
 }
@@ -381,16 +394,33 @@ func BuildImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, too
 	return images.Store(filepath.Join(tools.CacheDir, "images"), "cpio", b)
 }
 
-// collect reads what a held guest produced since its last barrier.
+// collectConsole reads what a held guest wrote to its console since its
+// last barrier.
+func (n *node) collectConsole() (trace.Guest, error) {
+	console, err := io.ReadAll(n.console)
+	return trace.Guest{Name: n.spec.Name, Console: console}, err
+}
+
+// collect reads what a held guest produced since its last barrier. A page
+// the guest was held inside of (busy) is left alone until a later barrier:
+// then only the console is read, and the node is not done.
 func (n *node) collect(epoch uint64) (trace.Guest, bool, error) {
 	p := n.m.Page()
 	if epoch == 0 && !p.Valid() {
 		return trace.Guest{}, false, errors.New("agent did not initialise the shared page")
 	}
-	console, err := io.ReadAll(n.console)
+	g, err := n.collectConsole()
 	if err != nil {
-		return trace.Guest{}, false, err
+		return g, false, err
 	}
+	if n.busy = p.Busy(); n.busy {
+		g.MonoNS = p.MonoNS()
+		return g, false, nil
+	}
+	console := g.Console
+	// More: events or frames did not fit; the agent, woken, writes them
+	// into the room this barrier makes.
+	n.wake = n.wake || p.More()
 	raw, err := p.TakeOut()
 	if err != nil {
 		return trace.Guest{}, false, err

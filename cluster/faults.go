@@ -239,13 +239,17 @@ func (r *runner) applyHolds(ctx context.Context, p plan, next uint64) error {
 		delete(r.pendingCmds, i)
 		_, _ = page.TakeCmd()
 		_, _ = page.TakeRX()
+		n.rxq = nil
+		// Not ready until the fresh agent says so (hold mode: ready).
+		page.SetState(0)
 		if err := r.reset(ctx, n); err != nil {
 			return Infra("power-cut fault #%d on %s at epoch %d: %v", h.fault, n.spec.Name, next, err)
 		}
 		r.rebooting[i] = true
+		n.wake = false // nothing to wake yet: the guest boots afresh
 	}
 	for i, n := range r.nodes {
-		if _, held := r.held[i]; held || r.rebooting[i] || len(r.pendingCmds[i]) == 0 {
+		if _, held := r.held[i]; held || r.rebooting[i] || n.busy || len(r.pendingCmds[i]) == 0 {
 			continue
 		}
 		var enc []byte
@@ -253,6 +257,7 @@ func (r *runner) applyHolds(ctx context.Context, p plan, next uint64) error {
 			enc = wire.AppendCommand(enc, c)
 		}
 		took := n.m.Page().AppendCmd(enc)
+		n.wake = n.wake || took > 0
 		// Whole records only: count what fitted, keep the rest for the
 		// next boundary.
 		k := 0
@@ -265,7 +270,8 @@ func (r *runner) applyHolds(ctx context.Context, p plan, next uint64) error {
 }
 
 // reset reboots a guest held at its barrier: pause it exactly there
-// (BeginPause), reset while paused, and let it boot. QEMU runs with
+// (BeginPause), reset while paused, and let it boot (in hold mode it stays
+// held until the loop releases it). QEMU runs with
 // -no-reboot, under which system_reset would power the guest off, so the
 // reboot action is switched for the duration of the request (it is read
 // when the request is made, not when the main loop carries it out).

@@ -65,6 +65,7 @@ func nodeImage(s *scenario.Scenario, n *scenario.Node, kern *images.Kernel, agen
 		Env:     append(append([]string(nil), BaseEnv...), "DETVM_NODE="+n.Name),
 		Net:     &wire.Net{Dev: "eth0", Addr: netip.PrefixFrom(n.Addr, s.Subnet.Bits()).String(), MTU: 1500},
 		Halt:    s.Idle == scenario.IdleWarp,
+		Hold:    s.Idle == scenario.IdleWarp, // runner.hold
 	}
 	if n.Binary != "" {
 		bin := images.GuestPath(n.Binary)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,19 @@ type node struct {
 	outF    *os.File
 	exits   map[string]int
 	props   *propsSink // the run's SDK sink, shared by every node (props.go)
+
+	// atBarrier: the guest's arrival at this round's barrier was already
+	// taken (by bootRounds), so the loop must not wait for another.
+	atBarrier bool
+	// busy: the guest was held inside a page access (wire.Page.Enter), so
+	// this round leaves its regions alone.
+	busy bool
+	// rxq holds frames due to the guest that wait for a round in which its
+	// page is not busy.
+	rxq [][]byte
+	// wake: release the guest with Machine.Wake rather than Release, since
+	// the page has something for its agent (hold mode).
+	wake bool
 }
 
 // runner is one run in progress: the guests, the switch and the trace.
@@ -46,6 +60,7 @@ type runner struct {
 
 	kern   *images.Kernel
 	plugin string
+	hold   bool // QEMU holds the guests (idle mode warp); else the plugin's barrier
 	qemuV  string
 	nodes  []*node
 	sw     *scheduler.Switch
@@ -160,8 +175,11 @@ func (r *runner) prepare() error {
 	if r.qemuV, err = QEMUVersion(r.tools.QEMU); err != nil {
 		return err
 	}
-	if r.plugin, err = vmm.BuildPlugin(filepath.Join(r.tools.CacheDir, "plugin")); err != nil {
-		return Infra("%v", err)
+	r.hold = s.Idle == scenario.IdleWarp
+	if !r.hold {
+		if r.plugin, err = vmm.BuildPlugin(filepath.Join(r.tools.CacheDir, "plugin")); err != nil {
+			return Infra("%v", err)
+		}
 	}
 	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
 		return err
@@ -197,7 +215,7 @@ func (r *runner) prepare() error {
 		}
 		n.cfg = vmm.Config{
 			Name: spec.Name, QEMU: r.tools.QEMU, BIOS: r.tools.BIOS, Kernel: r.kern.Vmlinux, Initrd: path,
-			MemoryMiB: spec.Memory, Plugin: r.plugin,
+			MemoryMiB: spec.Memory, Plugin: r.plugin, HoldNS: r.holdNS(),
 			Shared: filepath.Join(n.dir, "shared"), Console: filepath.Join(n.dir, "console.log"),
 		}
 		if err := r.attachDisk(n); err != nil {
@@ -232,6 +250,14 @@ func (r *runner) prepare() error {
 	}
 	r.traceW = bufio.NewWriter(r.traceF)
 	return nil
+}
+
+// holdNS is vmm.Config.HoldNS for this run's guests.
+func (r *runner) holdNS() uint64 {
+	if r.hold {
+		return uint64(r.s.Epoch)
+	}
+	return 0
 }
 
 func (r *runner) close() {
@@ -310,6 +336,11 @@ type ctlState struct {
 	TraceLine string `json:"trace_line,omitempty"`
 	// Props is what the SDK told the run so far (props.go).
 	Props *propsState `json:"props,omitempty"`
+	// Wake names the nodes whose agents the controller wakes when it
+	// releases them from the barrier the snapshot was taken at (hold
+	// mode; see release). A restored guest is held at that same instant
+	// again, and is released the same way.
+	Wake []string `json:"wake,omitempty"`
 }
 
 func (r *runner) openStore() (*snapshot.Store, error) {
@@ -405,6 +436,19 @@ func (r *runner) load(ctx context.Context, st *snapshot.Store, id string, before
 	if err := r.each(func(n *node) error { return n.m.Cont(ctx) }); err != nil {
 		return nil, nil, Infra("%v", err)
 	}
+	if r.hold {
+		// QEMU holds a restored guest again at once, at the instant it
+		// was saved at: release it as the saved run did.
+		for _, n := range r.nodes {
+			if err := n.m.WaitBarrier(r.opt.EpochTimeout); err != nil {
+				return nil, nil, Infra("%s", n.hangReport(cs.Epoch, err))
+			}
+			n.wake = slices.Contains(cs.Wake, n.spec.Name)
+			if err := r.release(n); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
 	if r.chain, err = trace.RestoreChain(cs.Chain); err != nil {
 		return nil, nil, Infra("snapshot %s: %v", m.ID, err)
 	}
@@ -491,6 +535,11 @@ func (r *runner) loop(ctx context.Context) error {
 	lastProgress := time.Now()
 	var loopStart time.Time
 	var held time.Duration
+	if r.hold && r.startEpoch == 0 {
+		if err := r.bootRounds(ctx); err != nil {
+			return err
+		}
+	}
 	for epoch := r.startEpoch; ; epoch++ {
 		timeout := opt.EpochTimeout
 		if epoch == 0 {
@@ -510,21 +559,43 @@ func (r *runner) loop(ctx context.Context) error {
 				continue
 			}
 			t := timeout
-			if r.rebooting[i] {
+			if r.rebooting[i] && !r.hold {
 				t = opt.BootTimeout
 			}
-			if err := n.m.WaitBarrier(t); err != nil {
+			n.wake = false
+			if n.atBarrier {
+				n.atBarrier = false
+			} else if err := n.m.WaitBarrier(t); err != nil {
 				return Infra("%s", n.hangReport(epoch, err))
 			}
 			if r.rebooting[i] {
+				if r.hold && !ready(n.m.Page()) {
+					// Still booting, held at every boundary: its
+					// console so far, and nothing else yet.
+					g, err := n.collectConsole()
+					if err != nil {
+						return Infra("%s: epoch %d: %v", n.spec.Name, epoch, err)
+					}
+					seen[i] = g
+					allDone = false
+					if opt.NoBarrier && epoch > 0 {
+						if err := n.m.Release(); err != nil { // as below
+							return Infra("%v", err)
+						}
+					}
+					continue
+				}
 				// A power-cut node's fresh agent is ready: its clock
 				// origin is this barrier (wire: Base).
 				delete(r.rebooting, i)
 				n.m.Page().SetBase(epoch)
+				n.wake = true
 			}
 			if opt.NoBarrier && epoch > 0 {
-				// Debug mode: let the guest run on while we read its page.
-				if err := n.m.Release(); err != nil {
+				// Debug mode: let the guest run on while we read its page
+				// (woken every time, since what it will find is not known
+				// yet).
+				if err := n.m.Wake(); err != nil {
 					return Infra("%v", err)
 				}
 			}
@@ -575,9 +646,19 @@ func (r *runner) loop(ctx context.Context) error {
 			return err
 		}
 		for _, f := range due {
-			if nodes[f.Dst].m.Page().AppendRX(wire.AppendFrame(nil, f.Data)) == 0 {
-				res.DroppedRX++
+			nodes[f.Dst].rxq = append(nodes[f.Dst].rxq, f.Data)
+		}
+		for i, n := range nodes {
+			if _, held := r.held[i]; held || r.rebooting[i] || n.busy {
+				continue
 			}
+			for _, f := range n.rxq {
+				if n.m.Page().AppendRX(wire.AppendFrame(nil, f)) == 0 {
+					res.DroppedRX++
+				}
+				n.wake = true
+			}
+			n.rxq = n.rxq[:0]
 		}
 		if len(fp.lines) > 0 {
 			// The controller's own "guest": what the fault schedule did
@@ -600,12 +681,16 @@ func (r *runner) loop(ctx context.Context) error {
 					n.m.Page().SetSeed(opt.Seed)
 				}
 			}
+			for _, n := range nodes {
+				n.wake = true // with the seed, or to wait for it (saveWarm)
+			}
 		}
 		if epoch == r.branchAt && r.branchAt != 0 {
 			r.branch = opt.BranchSeed
 			r.sw.SetSeed(r.branch)
 			for _, n := range nodes {
 				n.m.Page().SetBranch(r.branch)
+				n.wake = true
 			}
 			r.logf("branch: seed %d from epoch %d", r.branch, epoch)
 		}
@@ -652,7 +737,7 @@ func (r *runner) loop(ctx context.Context) error {
 			if err := r.saveWarm(ctx, r.lastLine); err != nil {
 				return err
 			}
-		} else if snapEvery > 0 && epoch > 0 && epoch%snapEvery == 0 && epoch != r.res.FromEpoch && len(r.held) == 0 && len(r.rebooting) == 0 {
+		} else if snapEvery > 0 && epoch > 0 && epoch%snapEvery == 0 && epoch != r.res.FromEpoch && len(r.held) == 0 && len(r.rebooting) == 0 && r.settled() {
 			// The snapshot releases the guests itself (pause → save →
 			// cont); they run on into epoch+1 as if nothing happened.
 			if err := r.snapshot(ctx, epoch); err != nil {
@@ -663,11 +748,11 @@ func (r *runner) loop(ctx context.Context) error {
 				if opt.NoBarrier && epoch > 0 {
 					continue // released already
 				}
-				if _, held := r.held[i]; held || r.rebooting[i] {
+				if _, held := r.held[i]; held || (r.rebooting[i] && !r.hold) {
 					continue // not in its barrier, or kept there
 				}
-				if err := n.m.Release(); err != nil {
-					return Infra("%v", err)
+				if err := r.release(n); err != nil {
+					return err
 				}
 			}
 		}
@@ -686,6 +771,75 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// bootRounds holds booting guests (hold mode) at every epoch boundary and
+// releases them until every agent is ready. The guests stay held at the
+// round they all are: the loop's epoch 0.
+func (r *runner) bootRounds(ctx context.Context) error {
+	start := time.Now()
+	for {
+		nReady := 0
+		for _, n := range r.nodes {
+			if ctx.Err() != nil {
+				return Infra("interrupted while booting; what the run produced so far is in %s", r.opt.RunDir)
+			}
+			if err := n.m.WaitBarrier(r.opt.BootTimeout); err != nil {
+				return Infra("%s", n.hangReport(0, err))
+			}
+			if ready(n.m.Page()) {
+				nReady++
+			}
+		}
+		if nReady == len(r.nodes) {
+			for _, n := range r.nodes {
+				n.atBarrier = true
+			}
+			return nil
+		}
+		if time.Since(start) > r.opt.BootTimeout {
+			for _, n := range r.nodes {
+				if !ready(n.m.Page()) {
+					return Infra("%s", n.hangReport(0, fmt.Errorf("agent not ready after %v", r.opt.BootTimeout)))
+				}
+			}
+		}
+		for _, n := range r.nodes {
+			if err := n.m.Release(); err != nil {
+				return Infra("%v", err)
+			}
+		}
+	}
+}
+
+// ready reports whether a held guest's agent has booted (hold mode).
+func ready(p *wire.Page) bool { return p.Valid() && p.State() != 0 }
+
+// release lets a node held at the current barrier run on, waking its agent
+// if the page has something for it (hold mode).
+func (r *runner) release(n *node) error {
+	var err error
+	if n.wake && r.hold {
+		err = n.m.Wake()
+	} else {
+		err = n.m.Release()
+	}
+	n.wake = false
+	if err != nil {
+		return Infra("%v", err)
+	}
+	return nil
+}
+
+// settled reports whether nothing of the run lives only in the controller
+// besides what ctlState saves: no page left busy, no frames queued.
+func (r *runner) settled() bool {
+	for _, n := range r.nodes {
+		if n.busy || len(n.rxq) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // scratch is where migration files live between QEMU and the store: in
@@ -753,15 +907,18 @@ func (r *runner) snapshot(ctx context.Context, epoch uint64) error {
 	}
 	defer os.RemoveAll(filepath.Dir(paths[0]))
 	info.SaveMS = time.Since(t0).Milliseconds()
+	state, err := json.Marshal(r.ctlState(epoch, "")) // before release clears the wakes
+	if err != nil {
+		return err
+	}
 	// The guests are saved: let them run while the files are stored.
 	if err := r.each(func(n *node) error { return n.m.Cont(ctx) }); err != nil {
 		return Infra("snapshot at epoch %d: %v", epoch, err)
 	}
-	t2 := time.Now()
-	state, err := json.Marshal(r.ctlState(epoch, ""))
-	if err != nil {
+	if err := r.releaseHeld(); err != nil {
 		return err
 	}
+	t2 := time.Now()
 	m := &snapshot.Manifest{
 		Parent: r.parent, Epoch: epoch, VirtualNS: info.VirtualNS, Segments: r.res.Segments,
 		Scenario: r.s.Name, Kernel: r.res.Kernel, Images: r.res.Images, QEMU: r.qemuV, State: state,
@@ -775,6 +932,20 @@ func (r *runner) snapshot(ctx context.Context, epoch uint64) error {
 	r.res.Snapshots = append(r.res.Snapshots, info)
 	r.logf("snapshot %s at epoch %d (%.3f s virtual): pause+save %d ms, store %d ms, %d MB new",
 		m.ID, epoch, float64(info.VirtualNS)/1e9, info.SaveMS, info.StoreMS, info.NewBytes>>20)
+	return nil
+}
+
+// releaseHeld releases every guest after a pause in hold mode, where the
+// pause left them held (vmm: BeginPause).
+func (r *runner) releaseHeld() error {
+	if !r.hold {
+		return nil
+	}
+	for _, n := range r.nodes {
+		if err := r.release(n); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -816,6 +987,9 @@ func (r *runner) ctlState(epoch uint64, traceLine string) ctlState {
 		ReadyNS: r.res.ReadyNS, DroppedRX: r.res.DroppedRX, Branch: r.branch, TraceLine: traceLine, Faults: r.faultsID()}
 	for _, n := range r.nodes {
 		cs.Exits[n.spec.Name] = n.exits
+		if n.wake {
+			cs.Wake = append(cs.Wake, n.spec.Name)
+		}
 	}
 	var err error
 	if cs.Props, err = r.props.state(); err != nil {

@@ -132,20 +132,23 @@ func (r *runner) saveWarm(ctx context.Context, traceLine string) error {
 	for _, n := range r.nodes {
 		n.m.Page().SetSeed(r.opt.Seed)
 	}
+	state, err := json.Marshal(r.ctlState(0, traceLine)) // before release clears the wakes
 	if err := r.each(func(n *node) error { return n.m.Cont(ctx) }); err != nil {
 		return Infra("warm start save: %v", err)
 	}
-	st, err := snapshot.Open(r.warmDir())
+	if err := r.releaseHeld(); err != nil {
+		return err
+	}
+	var st *snapshot.Store
 	if err == nil {
-		var state []byte
-		state, err = json.Marshal(r.ctlState(0, traceLine))
-		if err == nil {
-			m := &snapshot.Manifest{Epoch: 0, Scenario: r.s.Name, Kernel: r.res.Kernel, Images: r.res.Images, QEMU: r.qemuV, State: state}
-			if m, err = st.Put(m, paths); err == nil {
-				index := filepath.Join(r.warmDir(), "index", r.warmSave)
-				if err = os.MkdirAll(filepath.Dir(index), 0o755); err == nil {
-					err = atomicfile.Write(index, []byte(m.ID), 0o644)
-				}
+		st, err = snapshot.Open(r.warmDir())
+	}
+	if err == nil {
+		m := &snapshot.Manifest{Epoch: 0, Scenario: r.s.Name, Kernel: r.res.Kernel, Images: r.res.Images, QEMU: r.qemuV, State: state}
+		if m, err = st.Put(m, paths); err == nil {
+			index := filepath.Join(r.warmDir(), "index", r.warmSave)
+			if err = os.MkdirAll(filepath.Dir(index), 0o755); err == nil {
+				err = atomicfile.Write(index, []byte(m.ID), 0o644)
 			}
 		}
 	}

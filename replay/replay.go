@@ -204,7 +204,7 @@ func prepare(b *Bundle, dir string, tools cluster.Tools, opt Options) (*scenario
 		// The command line this detvm would use, normalised like the
 		// recorded one: flags that changed show up here.
 		cfg := vmm.Config{Name: g.Name, QEMU: qemu, BIOS: tools.BIOS, Kernel: ro.Kernel, Initrd: ro.Images[g.Name],
-			MemoryMiB: g.Memory, Plugin: "/p", Shared: filepath.Join(opt.RunDir, g.Name, "shared"), Console: filepath.Join(opt.RunDir, g.Name, "console.log")}
+			MemoryMiB: g.Memory, Plugin: "/p", HoldNS: holdNS(s), Shared: filepath.Join(opt.RunDir, g.Name, "shared"), Console: filepath.Join(opt.RunDir, g.Name, "console.log")}
 		now := normalize(cfg.CommandLine(), opt.RunDir)
 		for i := range now {
 			if strings.HasPrefix(now[i], "/p,") {
@@ -241,4 +241,13 @@ func short(h string) string {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// holdNS is the vmm.Config.HoldNS a run of s uses: guests that halt (idle
+// mode warp) are held by QEMU at every epoch boundary.
+func holdNS(s *scenario.Scenario) uint64 {
+	if s.Idle == scenario.IdleWarp {
+		return uint64(s.Epoch)
+	}
+	return 0
 }

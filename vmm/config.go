@@ -43,10 +43,15 @@ type Config struct {
 	Initrd    string // initramfs (newc cpio)
 	Append    string // kernel command line; DefaultAppend when empty
 	MemoryMiB int
-	Plugin    string // barrier plugin .so
-	Shared    string // file backing the shared page (wire.Size bytes)
-	Console   string // file that receives the serial console
-	RTCBase   string // DefaultRTCBase when empty
+	Plugin    string // barrier plugin .so; unused with HoldNS
+	// HoldNS > 0 makes QEMU hold the guest at every multiple of HoldNS of
+	// virtual time (detvm's QEMU patch 0004) instead of the plugin's
+	// barrier instruction, and adds the guest's wake port: a second serial
+	// port (ttyS1) on which Machine.Wake puts a newline.
+	HoldNS  uint64
+	Shared  string // file backing the shared page (wire.Size bytes)
+	Console string // file that receives the serial console
+	RTCBase string // DefaultRTCBase when empty
 	// Disk is the file backing the guest's persistent disk, an NVDIMM
 	// (DESIGN.md, "Disks") of DiskBytes bytes; "" for none. The guest
 	// sees /dev/pmem0. QEMU maps the file shared, so what the guest's
@@ -73,6 +78,9 @@ func (c *Config) Validate() error {
 	for _, f := range []struct{ name, path string }{
 		{"QEMU", c.QEMU}, {"BIOS", c.BIOS}, {"Kernel", c.Kernel}, {"Initrd", c.Initrd}, {"Plugin", c.Plugin},
 	} {
+		if f.name == "Plugin" && c.HoldNS > 0 {
+			continue
+		}
 		if f.path == "" {
 			return fmt.Errorf("vmm: %s: config: %s is empty", c.Name, f.name)
 		}
@@ -98,8 +106,13 @@ func (c *Config) CommandLine() []string {
 		"-device", "ivshmem-plain,memdev=shared,master=on",
 		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(fdQMP),
 		"-mon", "chardev=qmp,mode=control",
-		"-plugin", c.Plugin+",fd="+strconv.Itoa(fdBarrier),
 	)
+	if c.HoldNS > 0 {
+		// The wake port: QEMU writes into it only at a hold.
+		args = append(args, "-chardev", "null,id=detvm-wake", "-serial", "chardev:detvm-wake")
+	} else {
+		args = append(args, "-plugin", c.Plugin+",fd="+strconv.Itoa(fdBarrier))
+	}
 	if c.Disk != "" {
 		// No label area (label-size): the guest sees one raw pmem
 		// namespace, /dev/pmem0, the size of the file. No pmem=on: that
@@ -114,6 +127,15 @@ func (c *Config) CommandLine() []string {
 		args = append(args, "-incoming", "defer")
 	}
 	return args
+}
+
+// Env is what QEMU's environment needs besides the controller's: the hold
+// (see HoldNS) is configured there, not on the command line.
+func (c *Config) Env() []string {
+	if c.HoldNS == 0 {
+		return nil
+	}
+	return []string{"DETVM_HOLD_FD=" + strconv.Itoa(fdBarrier), "DETVM_HOLD_NS=" + strconv.FormatUint(c.HoldNS, 10)}
 }
 
 // BareCommandLine is the same machine without detvm's devices (shared page,

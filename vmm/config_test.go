@@ -85,6 +85,31 @@ func TestCommandLineDiskGolden(t *testing.T) {
 	}
 }
 
+// TestCommandLineHoldGolden pins a guest QEMU holds (idle mode warp): no
+// plugin, the wake port as second serial port, and the hold configured in
+// the environment.
+func TestCommandLineHoldGolden(t *testing.T) {
+	c := Config{
+		Name: "node-1", QEMU: "/usr/bin/qemu-system-x86_64", BIOS: "/usr/share/qemu/qboot.rom",
+		Kernel: "/cache/vmlinux", Initrd: "/cache/img.cpio", HoldNS: 1e6, MemoryMiB: 256,
+		Shared: "/run/node-1/shared", Console: "/run/node-1/console.log",
+	}
+	got := commandLineGolden(t, c, "cmdline-hold.golden")
+	if strings.Contains(got, "-plugin") {
+		t.Error("a held guest has no barrier plugin")
+	}
+	if !strings.Contains(got, "\n-serial\nchardev:console\n") || !strings.HasSuffix(got, "-serial\nchardev:detvm-wake\n") {
+		t.Error("want the console on ttyS0 and the wake port on ttyS1")
+	}
+	if env := strings.Join(c.Env(), " "); env != "DETVM_HOLD_FD=4 DETVM_HOLD_NS=1000000" {
+		t.Errorf("Env() = %q", env)
+	}
+	c.HoldNS = 0
+	if c.Env() != nil {
+		t.Error("a guest with the plugin's barrier needs no environment")
+	}
+}
+
 // TestPrepareDisk: a booting machine's disk is a copy of the image, an
 // incoming one's is zeros whatever the file held.
 func TestPrepareDisk(t *testing.T) {
@@ -127,6 +152,8 @@ func TestValidate(t *testing.T) {
 		{"missing qemu", func(c *Config) { c.QEMU = "/nonexistent/qemu" }, "QEMU: stat /nonexistent/qemu"},
 		{"memory", func(c *Config) { c.MemoryMiB = 8 }, "MemoryMiB 8 out of range"},
 		{"no console", func(c *Config) { c.Console = "" }, "Console paths are required"},
+		{"no plugin", func(c *Config) { c.Plugin = "" }, "config: Plugin is empty"},
+		{"held, no plugin", func(c *Config) { c.Plugin, c.HoldNS = "", 1e6 }, ""},
 		{"disk without size", func(c *Config) { c.Disk = c.Shared + ".disk" }, "DiskBytes 0 is not a positive multiple of 2 MiB"},
 		{"disk size unaligned", func(c *Config) { c.Disk, c.DiskBytes = c.Shared+".disk", 3<<20 }, "DiskBytes 3145728 is not a positive multiple"},
 		{"disk missing", func(c *Config) { c.Disk, c.DiskBytes = c.Shared+".disk", 2<<20 }, "config: Disk: stat"},

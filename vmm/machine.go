@@ -67,6 +67,9 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	argv := cfg.CommandLine()
 	m.cmd = exec.Command(argv[0], argv[1:]...)
 	m.cmd.ExtraFiles = []*os.File{qmpGuest, barGuest} // fds 3 and 4
+	if env := cfg.Env(); env != nil {
+		m.cmd.Env = append(os.Environ(), env...)
+	}
 	m.cmd.Stderr = &m.stderr
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = m.cmd.Start()
@@ -163,12 +166,24 @@ func (m *Machine) WaitBarrier(timeout time.Duration) error {
 }
 
 // Release lets a held guest run on.
-func (m *Machine) Release() error {
-	if _, err := m.barrier.Write([]byte{'R'}); err != nil {
+func (m *Machine) Release() error { return m.release('R') }
+
+// Wake lets a held guest run on and, when QEMU holds it (Config.HoldNS),
+// puts a newline into its wake port at the held instant, so that a process
+// blocked reading it (the agent) wakes. With the plugin's barrier it is
+// Release: the agent there looks at the page after every barrier anyway.
+func (m *Machine) Wake() error { return m.release('W') }
+
+func (m *Machine) release(b byte) error {
+	if _, err := m.barrier.Write([]byte{b}); err != nil {
 		return fmt.Errorf("vmm: release %s: %w", m.cfg.Name, err)
 	}
 	return nil
 }
+
+// Holds reports whether QEMU holds this guest at virtual-time boundaries
+// (Config.HoldNS) rather than at the guest's barrier instruction.
+func (m *Machine) Holds() bool { return m.cfg.HoldNS > 0 }
 
 func (m *Machine) exitError() error {
 	select {
@@ -236,10 +251,22 @@ var ErrPauseRace = errors.New("guest reached its next barrier before the pause t
 // vCPU stops at its next translation-block boundary, a few instructions
 // after the barrier. Under icount where it stops is invisible to the
 // guest, which resumes on the same path after "cont".
+//
+// A guest QEMU holds (Config.HoldNS) needs none of this: its vCPU thread
+// sleeps during a hold, so "stop" completes at once, and the guest stays
+// held (released later by Release or Wake, before or after "cont").
 func (m *Machine) BeginPause(ctx context.Context) (wait func(context.Context) error, err error) {
 	w, err := m.qmp.Send("stop", nil)
 	if err != nil {
 		return nil, fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+	}
+	if m.Holds() {
+		return func(ctx context.Context) error {
+			if _, err := w(ctx); err != nil {
+				return fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)
+			}
+			return nil
+		}, nil
 	}
 	if err := m.waitMainBlocked(ctx); err != nil {
 		return nil, fmt.Errorf("vmm: pause %s: %w", m.cfg.Name, err)

@@ -19,6 +19,11 @@ type Config struct {
 	// Halt lets the vCPU halt when the guest idles (idle mode "warp", on
 	// detvm's patched QEMU). False: the agent runs an idle spinner.
 	Halt bool `json:"halt,omitempty"`
+	// Hold: detvm's QEMU holds the guest at every epoch boundary of
+	// virtual time and the controller wakes the agent through /dev/ttyS1
+	// when it has something for it. False: the agent executes the barrier
+	// instruction at every epoch boundary itself.
+	Hold bool `json:"hold,omitempty"`
 	// Test is run by the test composer once the Commands are done; nil:
 	// none (wire/composer.go).
 	Test *Test `json:"test,omitempty"`

@@ -7,11 +7,17 @@
 // a barrier. So whatever the guest reads after a barrier is a function of the
 // run, never of host timing (DESIGN.md, "Data through shared memory").
 //
+// The guest may be held at any instruction (QEMU holds it at virtual-time
+// boundaries, whatever it is doing), so its page accesses are bracketed by
+// Enter and Leave: a controller that finds the page busy leaves every region
+// alone until a later barrier. Region lengths are published after the
+// records they cover, so a length never counts a half-written record.
+//
 // Both sides treat the other as untrusted: every length read from the page is
 // bounds-checked before use. This package is pure and imported by the guest
 // agent, so it must not import host-only packages.
 //
-// Layout (Version 4): header fields at 0x000..0x800, fault commands
+// Layout (Version 5): header fields at 0x000..0x800, fault commands
 // (controller → guest) at 0x800, events at 0x1000, TX frames at 0x40000, RX
 // frames at 0xa0000.
 package wire
@@ -20,6 +26,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 )
 
 // Size is the size of the shared region. ivshmem BARs must be a power of two.
@@ -29,8 +37,9 @@ const Size = 1 << 20
 const Magic = 0x4d48535f4d565444
 
 // Version changes whenever the layout does. 4: the command region, Base and
-// KindFault.
-const Version = 4
+// KindFault. 5: Busy, More and StateReady, for a guest that QEMU holds at
+// any instruction and that is woken only when there is something for it.
+const Version = 5
 
 // Offsets of the fixed header fields. Everything is little-endian.
 const (
@@ -48,6 +57,8 @@ const (
 	offState  = 0x48 // u32: State
 	offOutLen = 0x4c // u32: bytes of events in the events region
 	offTxLen  = 0x50 // u32: bytes of frames in the TX region
+	offBusy   = 0x54 // u32: non-zero while the guest is inside Enter..Leave
+	offMore   = 0x58 // u32: non-zero when the guest has more to write than fitted
 )
 
 // A region is a length-prefixed run of records in the page, filled by one
@@ -74,6 +85,10 @@ const (
 	StateRunning State = 1
 	// StateDone: every process the run waits for has exited.
 	StateDone State = 2
+	// StateReady: the agent has booted and waits to be woken with the
+	// seed (a guest that QEMU holds; one with a barrier instruction says
+	// so by reaching its first barrier).
+	StateReady State = 3
 )
 
 // Page is a view of the shared region. It copies nothing; the caller owns
@@ -93,6 +108,15 @@ func (p *Page) put64(off int, v uint64) { binary.LittleEndian.PutUint64(p.b[off:
 func (p *Page) u32(off int) uint32      { return binary.LittleEndian.Uint32(p.b[off:]) }
 func (p *Page) put32(off int, v uint32) { binary.LittleEndian.PutUint32(p.b[off:], v) }
 
+// The fields whose order of stores matters (busy flag, lengths, state) are
+// accessed atomically: that keeps the compiler from moving a length store
+// before the copy it publishes, or a record copy past Leave. x86 keeps a
+// single vCPU's stores in program order; the offsets are 4-aligned in a
+// page-aligned mapping.
+func (p *Page) ptr32(off int) *uint32     { return (*uint32)(unsafe.Pointer(&p.b[off])) }
+func (p *Page) load32(off int) uint32     { return atomic.LoadUint32(p.ptr32(off)) }
+func (p *Page) store32(off int, v uint32) { atomic.StoreUint32(p.ptr32(off), v) }
+
 // Init marks the page as initialised by the agent and empties every region.
 // A fresh agent owns nothing a previous boot of the same guest left behind:
 // commands written for the old agent (a "restart" meant for a process of the
@@ -102,8 +126,10 @@ func (p *Page) put32(off int, v uint32) { binary.LittleEndian.PutUint32(p.b[off:
 // controller writes them at the new agent's first barrier.
 func (p *Page) Init() {
 	for _, r := range []region{regCmd, regEvents, regTX, regRX} {
-		p.put32(r.lenOff, 0)
+		p.store32(r.lenOff, 0)
 	}
+	p.store32(offMore, 0)
+	p.store32(offBusy, 0)
 	p.put64(offMagic, Magic)
 	p.put32(offVersion, Version)
 }
@@ -158,11 +184,36 @@ func (p *Page) MonoNS() uint64 { return p.u64(offMonoNS) }
 // SetMonoNS is called by the agent just before its barrier.
 func (p *Page) SetMonoNS(ns uint64) { p.put64(offMonoNS, ns) }
 
-// State is the agent's state at its last barrier.
-func (p *Page) State() State { return State(p.u32(offState)) }
+// State is the agent's state as it last published it.
+func (p *Page) State() State { return State(p.load32(offState)) }
 
-// SetState is called by the agent just before its barrier.
-func (p *Page) SetState(s State) { p.put32(offState, uint32(s)) }
+// SetState is called by the agent; by the controller only to clear it
+// (0) before it resets a held guest.
+func (p *Page) SetState(s State) { p.store32(offState, uint32(s)) }
+
+// Enter marks the page busy (guest side): until Leave, the controller must
+// not take or append anything, since the guest may be held halfway through
+// an append or a take.
+func (p *Page) Enter() { p.store32(offBusy, 1) }
+
+// Leave ends what Enter began.
+func (p *Page) Leave() { p.store32(offBusy, 0) }
+
+// Busy reports whether the guest was held between Enter and Leave.
+func (p *Page) Busy() bool { return p.load32(offBusy) != 0 }
+
+// SetMore says whether the guest holds records that did not fit (guest
+// side): the controller, having emptied the regions, should wake it.
+func (p *Page) SetMore(more bool) {
+	v := uint32(0)
+	if more {
+		v = 1
+	}
+	p.store32(offMore, v)
+}
+
+// More reports what SetMore last said.
+func (p *Page) More() bool { return p.load32(offMore) != 0 }
 
 // fit returns how many leading bytes of enc are whole records that fit in
 // room bytes. A record that could never fit an empty region is counted as
@@ -189,7 +240,7 @@ func fit(enc []byte, room, capacity int) int {
 // appendTo appends the whole records of enc that fit and returns how many
 // bytes of enc it consumed; the caller keeps the rest for the next epoch.
 func (p *Page) appendTo(r region, enc []byte) int {
-	used := int(p.u32(r.lenOff))
+	used := int(p.load32(r.lenOff))
 	if used > r.cap {
 		used = r.cap // the other side scribbled: never write past the region
 	}
@@ -198,19 +249,21 @@ func (p *Page) appendTo(r region, enc []byte) int {
 		return n // oversized record: dropped
 	}
 	copy(p.b[r.off+used:], enc[:n])
-	p.put32(r.lenOff, uint32(used+n))
+	p.store32(r.lenOff, uint32(used+n)) // after the copy: see load32
 	return n
 }
 
 // take returns a copy of the region's records and empties it, also when its
 // length is bad: a reader must not meet the same corruption at every barrier.
 func (p *Page) take(r region) ([]byte, error) {
-	n := int(p.u32(r.lenOff))
-	p.put32(r.lenOff, 0)
+	n := int(p.load32(r.lenOff))
 	if n > r.cap {
+		p.store32(r.lenOff, 0)
 		return nil, fmt.Errorf("wire: region at %#x claims %d bytes, holds %d", r.off, n, r.cap)
 	}
-	return append([]byte(nil), p.b[r.off:r.off+n]...), nil
+	out := append([]byte(nil), p.b[r.off:r.off+n]...)
+	p.store32(r.lenOff, 0) // after the copy: the writer may reuse the space
+	return out, nil
 }
 
 // AppendCmd appends encoded commands (controller side) and returns how many

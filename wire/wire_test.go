@@ -150,7 +150,7 @@ func TestHeaderFieldsDisjoint(t *testing.T) {
 		{"epoch", offEpoch, 8}, {"seed", offSeed, 8}, {"rxlen", offRxLen, 4},
 		{"branch", offBranch, 8}, {"cmdlen", offCmdLen, 4}, {"base", offBase, 8},
 		{"mono", offMonoNS, 8}, {"state", offState, 4}, {"outlen", offOutLen, 4},
-		{"txlen", offTxLen, 4},
+		{"txlen", offTxLen, 4}, {"busy", offBusy, 4}, {"more", offMore, 4},
 	}
 	var used [headerSize]string
 	for _, f := range fields {
@@ -166,6 +166,37 @@ func TestHeaderFieldsDisjoint(t *testing.T) {
 			}
 			used[i] = f.name
 		}
+	}
+}
+
+// TestBusyAndMore: the flags the guest publishes for a controller that may
+// find it held anywhere; Init clears both (a fresh agent is in no access).
+func TestBusyAndMore(t *testing.T) {
+	p, err := NewPage(make([]byte, Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Busy() || p.More() {
+		t.Fatal("a zero page is neither busy nor has more")
+	}
+	p.Enter()
+	p.SetMore(true)
+	if !p.Busy() || !p.More() {
+		t.Fatal("Enter/SetMore not seen")
+	}
+	p.Init()
+	if p.Busy() || p.More() {
+		t.Fatal("Init must clear busy and more")
+	}
+	p.Enter()
+	p.Leave()
+	p.SetMore(false)
+	if p.Busy() || p.More() {
+		t.Fatal("Leave/SetMore(false) not seen")
+	}
+	p.SetState(StateReady)
+	if p.State() != StateReady {
+		t.Fatalf("state %d", p.State())
 	}
 }
 

@@ -49,6 +49,9 @@ func doctorCmd() *cobra.Command {
 				if !tools.RaceFixed {
 					mode = "(used for --idle warp only: not a detvm build with the race fix, so idle guests spin by default)"
 				}
+				if err == nil && !cluster.HoldBuild(tools.PatchedQEMU) {
+					err = fmt.Errorf("built without the hold patch (0004), which --idle warp needs: run `make setup`")
+				}
 				check("qemu-patched", err, tools.PatchedQEMU+" "+pv+" "+mode)
 			} else {
 				fmt.Println("note  qemu-patched: not built, so idle guests spin (slower); `make setup` builds it (needed for --idle warp, the default when present)")

@@ -2,7 +2,19 @@
 
 // Package agent is detvm's PID 1 inside every guest. It prepares the guest,
 // starts the node's processes, reports what they do through the shared page,
-// and executes the barrier at every epoch boundary.
+// and takes what the controller left there when it is woken.
+//
+// Two ways to meet the controller at epoch boundaries (wire.Config.Hold):
+//   - Hold: detvm's QEMU holds the guest at every boundary of virtual time,
+//     whatever it is doing, and the agent sleeps until the controller wakes
+//     it (a newline on /dev/ttyS1, put there at a hold). An idle guest then
+//     does no work at all between the epochs it has nothing in.
+//   - Barrier: on a QEMU without the hold, the agent wakes at every epoch
+//     boundary of its CLOCK_MONOTONIC and executes the barrier instruction.
+//
+// Either way the agent publishes events and frames to the page as they
+// come (publish), and takes commands and frames after each barrier it is
+// woken from (wakeWork).
 //
 // Everything here runs inside the deterministic guest, so goroutine
 // scheduling, timers and pipe reads are all functions of the run; the agent
@@ -21,6 +33,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -67,6 +80,13 @@ type agent struct {
 	pending   []byte // encoded events not yet in the shared page
 	pendingTX []byte // encoded frames read from the TUN, not yet in the page
 
+	// pubMu serialises publish, so the state it writes is never older
+	// than one already written. Lock order: pubMu, pmu, mu.
+	pubMu   sync.Mutex
+	kickc   chan struct{} // non-empty: the publisher has work
+	started atomic.Bool   // the seed has arrived and processes may run
+	mixed   uint64        // the branch seed mixed in last; wake thread only
+
 	// pmu guards the process table. It is held across starting a process
 	// and across reaping, so a child that exits at once is registered
 	// before it is reaped. Lock order: pmu, then mu.
@@ -78,7 +98,7 @@ type agent struct {
 }
 
 func newAgent() *agent {
-	a := &agent{k: sysKernel{}, byPID: make(map[int]*instance)}
+	a := &agent{k: sysKernel{}, byPID: make(map[int]*instance), kickc: make(chan struct{}, 1)}
 	a.start = a.startProc
 	return a
 }
@@ -140,14 +160,30 @@ func (a *agent) run() error {
 		// The node runs; SDK messages fall back to the senders' stderr.
 		a.logf("sdk: no socket: %v", err)
 	}
-	ready := make(chan struct{})
-	go a.epochLoop(ready)
-	<-ready
+	if a.cfg.Hold {
+		wake, err := openWake()
+		if err != nil {
+			return err
+		}
+		// Ready: the controller wakes the agent with the seed in the page.
+		a.publish()
+		if err := waitWake(wake); err != nil {
+			return err
+		}
+		a.wakeWork()
+		go a.wakeLoop(wake)
+	} else {
+		ready := make(chan struct{})
+		go a.epochLoop(ready)
+		<-ready
+	}
 	// The seed arrives at the first barrier, so the image is seed-free.
 	if err := mixRNG("detvm-rng-v1:", a.page.Seed()); err != nil {
 		return err
 	}
+	a.started.Store(true)
 	a.logf("seeded kernel rng")
+	go a.publisher()
 	if a.tun != nil {
 		go a.readTUN()
 	}
@@ -155,48 +191,180 @@ func (a *agent) run() error {
 	return nil
 }
 
-// epochLoop wakes at every epoch boundary of guest CLOCK_MONOTONIC, hands
-// pending events to the controller and executes the barrier; after it, the
-// controller's fault commands, then its frames. It runs on its own OS thread
-// at real-time priority so that a busy process delays it only as the
-// guest's own scheduler decides.
-func (a *agent) epochLoop(ready chan<- struct{}) {
-	runtime.LockOSThread()
-	// RESET_ON_FORK: a process a restart command starts from this thread
-	// must not inherit its real-time priority (nor could it then enter a
-	// cgroup with the cpu controller).
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 50, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
-		a.logf("epoch thread stays SCHED_OTHER: %v", err)
+// kick tells the publisher there is something to publish.
+func (a *agent) kick() {
+	select {
+	case a.kickc <- struct{}{}:
+	default:
 	}
-	epochNS := a.cfg.EpochNS
-	origin := uint64(0)
-	branch := uint64(0)
-	for {
-		now := monoNS()
-		a.page.SetMonoNS(now)
-		waiting := a.waiting()
-		a.drainSDK() // what was sent before the barrier belongs to it
-		a.mu.Lock()
-		a.pending = a.pending[a.page.AppendOut(a.pending):]
-		a.pendingTX = a.pendingTX[a.page.AppendTX(a.pendingTX):]
-		state := wire.StateRunning
-		if waiting == 0 && ready == nil {
+}
+
+// publisher writes events, frames and the agent's state to the page as
+// soon as they change, so that a hold (which does not wake the agent)
+// finds them there. It runs at real-time priority: what a busy process
+// delays is then only what the guest's own scheduler decides.
+func (a *agent) publisher() {
+	lockRT(49)
+	for range a.kickc {
+		a.publish()
+	}
+}
+
+// publish moves pending events and frames into the page, as many whole
+// records as fit, and writes the agent's state. StateDone is written only
+// when every event is in the page, so the controller sees every exit of a
+// node it finds done.
+func (a *agent) publish() {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	state := wire.StateReady
+	if a.started.Load() {
+		state = wire.StateRunning
+		if a.waiting() == 0 {
 			state = wire.StateDone
 		}
-		a.mu.Unlock()
-		a.page.SetState(state)
-		barrier()
-		a.runCommands()
-		a.deliverRX()
-		if b := a.page.Branch(); b != branch {
-			// A branch: everything random from here on follows the
-			// branch seed (RNDADDENTROPY mixes, it does not replace).
-			branch = b
-			if err := mixRNG("detvm-branch-v1:", b); err != nil {
-				a.logf("branch seed: %v", err)
-			}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.page
+	p.Enter()
+	a.pending = a.pending[p.AppendOut(a.pending):]
+	a.pendingTX = a.pendingTX[p.AppendTX(a.pendingTX):]
+	more := len(a.pending) > 0 || len(a.pendingTX) > 0
+	if more && state == wire.StateDone {
+		state = wire.StateRunning
+	}
+	p.SetMore(more)
+	p.SetMonoNS(monoNS())
+	p.SetState(state)
+	p.Leave()
+}
+
+// wakeWork takes what the controller left in the page at the barrier the
+// agent was just woken from, and acts on it: the fault commands first,
+// then the frames, then a new branch seed.
+func (a *agent) wakeWork() {
+	a.mu.Lock()
+	p := a.page
+	p.Enter()
+	cmds, cerr := p.TakeCmd()
+	rx, rerr := p.TakeRX()
+	branch := p.Branch()
+	p.Leave()
+	a.mu.Unlock()
+	if cerr != nil {
+		a.logf("commands: %v", cerr)
+	}
+	if rerr != nil {
+		a.logf("rx: %v", rerr)
+	}
+	a.runCommands(cmds)
+	a.deliverRX(rx)
+	if branch != a.mixed {
+		// A branch: everything random from here on follows the branch
+		// seed (RNDADDENTROPY mixes, it does not replace).
+		a.mixed = branch
+		if err := mixRNG("detvm-branch-v1:", branch); err != nil {
+			a.logf("branch seed: %v", err)
 		}
+	}
+	a.kick() // the controller emptied the regions: room for what waits
+}
+
+// lockRT pins the calling goroutine to its thread and gives the thread
+// real-time priority prio. RESET_ON_FORK: a process a restart command
+// starts from this thread must not inherit it (nor could it then enter a
+// cgroup with the cpu controller).
+func lockRT(prio uint32) {
+	runtime.LockOSThread()
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: prio, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		fmt.Fprintf(os.Stdout, "detvm-agent: thread stays SCHED_OTHER: %v\n", err)
+	}
+}
+
+// wakePort is the serial port QEMU puts a newline into when the controller
+// wakes the guest at a hold (vmm.Config.HoldNS).
+const wakePort = "/dev/ttyS1"
+
+// openWake opens the wake port raw (no echo back into QEMU, no line
+// discipline holding bytes back), blocking.
+func openWake() (int, error) {
+	fd, err := unix.Open(wakePort, unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("wake port: %w", err)
+	}
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("wake port: %w", err)
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB | unix.CBAUD
+	t.Cflag |= unix.CS8 | unix.CLOCAL | unix.CREAD | unix.B115200
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("wake port: %w", err)
+	}
+	// A 16550A raises its receive interrupt at once only when its FIFO
+	// holds the trigger level (8 bytes by default); one byte waits for the
+	// character timeout, 4 character times: 4 ms at 9600 baud, which would
+	// be the latency of every wake. Trigger at 1 byte (and 115200 baud
+	// bounds the timeout to 0.35 ms should the attribute be missing).
+	if err := os.WriteFile("/sys/class/tty/ttyS1/rx_trig_bytes", []byte("1"), 0); err != nil {
+		fmt.Fprintf(os.Stdout, "detvm-agent: wake port: rx_trig_bytes: %v\n", err)
+	}
+	return fd, nil
+}
+
+// waitWake blocks until the controller wakes the guest.
+func waitWake(fd int) error {
+	var buf [64]byte
+	for {
+		n, err := unix.Read(fd, buf[:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return fmt.Errorf("wake port: %w", err)
+		case n == 0:
+			return fmt.Errorf("wake port: end of file")
+		}
+		return nil
+	}
+}
+
+// wakeLoop does the agent's part of every barrier it is woken from.
+func (a *agent) wakeLoop(fd int) {
+	lockRT(50)
+	for {
+		if err := waitWake(fd); err != nil {
+			// Nothing reaches this guest any more; its processes run on
+			// and the controller still sees what they publish.
+			a.logf("%v", err)
+			return
+		}
+		a.wakeWork()
+	}
+}
+
+// epochLoop wakes at every epoch boundary of guest CLOCK_MONOTONIC,
+// publishes and executes the barrier; after it, the wake work. It runs on
+// its own OS thread at real-time priority so that a busy process delays it
+// only as the guest's own scheduler decides.
+func (a *agent) epochLoop(ready chan<- struct{}) {
+	lockRT(50)
+	epochNS := a.cfg.EpochNS
+	origin := uint64(0)
+	for {
+		now := monoNS()
+		a.drainSDK() // what was sent before the barrier belongs to it
+		a.publish()
+		barrier()
+		a.wakeWork()
 		if ready != nil {
 			// The ready barrier; later boundaries are counted from the
 			// next one, which is controller epoch Base (0 at boot).
@@ -213,6 +381,7 @@ func (a *agent) emit(e wire.Event) {
 	a.mu.Lock()
 	a.pending = wire.AppendEvent(a.pending, e)
 	a.mu.Unlock()
+	a.kick()
 }
 
 // logf writes a line to the console and reports it as a KindLog event.

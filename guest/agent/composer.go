@@ -84,11 +84,12 @@ func (a *agent) compose(origin uint64) {
 		a.logf("composer: %v", err)
 	}
 	// The exit is emitted before the composer stops counting as waited
-	// for, so the barrier that reports the node done carries it.
+	// for, so the page that reports the node done carries it.
 	a.emit(wire.Event{Kind: wire.KindExit, Proc: composer.ProcName, Code: code, Data: []byte(msg)})
 	a.pmu.Lock()
 	a.test.done = true
 	a.pmu.Unlock()
+	a.kick() // the node may be done now
 }
 
 // runTest chooses the template and drives its planner to the end.

@@ -79,19 +79,15 @@ var faultOps = map[string]faultOp{
 	wire.OpClockFreq: (*agent).clockFreq,
 }
 
-// runCommands executes the commands the controller wrote at this barrier.
-// It runs on the epoch thread right after the barrier returns, before the
+// runCommands executes the commands the controller wrote at this barrier
+// (taken by wakeWork). It runs on the wake thread right after the barrier
+// returns (or the hold that woke the agent ended), before the
 // frames of the new epoch are handed to the kernel: a fault decided at the
 // boundary of epochs k and k+1 is in place before anything of epoch k+1
 // happens in the guest — the signal is pending, the cgroup limit set, the
 // clock stepped (so the receive timestamps of those frames already show
 // it) — and the order is one fixed rule the controller can rely on.
-func (a *agent) runCommands() {
-	raw, err := a.page.TakeCmd()
-	if err != nil {
-		a.logf("commands: %v", err)
-		return
-	}
+func (a *agent) runCommands(raw []byte) {
 	if len(raw) == 0 {
 		return
 	}

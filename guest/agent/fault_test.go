@@ -282,7 +282,7 @@ func TestRunCommandsFromPage(t *testing.T) {
 	if page.AppendCmd(enc) != len(enc) {
 		t.Fatal("commands not accepted")
 	}
-	a.runCommands()
+	a.wakeWork()
 	evs := pendingEvents(t, a)
 	var got []string
 	for _, e := range evs {
@@ -300,7 +300,7 @@ func TestRunCommandsFromPage(t *testing.T) {
 	bad := wire.AppendCommand(nil, wire.Command{Fault: 9, Op: wire.OpCont})
 	bad = append(bad, 3, 0, 0, 0, 'x', 'y', 'z')
 	page.AppendCmd(bad)
-	a.runCommands()
+	a.wakeWork()
 	evs, _ = wire.DecodeEvents(a.pending)
 	if len(evs) != 2 || evs[0].Kind != wire.KindFault || evs[1].Kind != wire.KindLog ||
 		!strings.Contains(string(evs[1].Data), "command 1") {

@@ -57,7 +57,7 @@ func setupNet(n *wire.Net) (*os.File, error) {
 	return f, nil
 }
 
-// readTUN queues every packet the kernel sends for the next barrier.
+// readTUN hands every packet the kernel sends to the publisher.
 func (a *agent) readTUN() {
 	buf := make([]byte, 65536)
 	for {
@@ -69,19 +69,14 @@ func (a *agent) readTUN() {
 		a.mu.Lock()
 		a.pendingTX = wire.AppendFrame(a.pendingTX, buf[:n])
 		a.mu.Unlock()
+		a.kick()
 	}
 }
 
-// deliverRX hands the packets the controller delivered at this barrier to
-// the kernel. It runs right after the barrier, on the epoch thread, so the
-// region is empty again before the controller next looks.
-func (a *agent) deliverRX() {
-	if a.tun == nil {
-		return
-	}
-	rx, err := a.page.TakeRX()
-	if err != nil {
-		a.logf("rx: %v", err)
+// deliverRX hands the packets the controller delivered (taken by wakeWork)
+// to the kernel.
+func (a *agent) deliverRX(rx []byte) {
+	if a.tun == nil || len(rx) == 0 {
 		return
 	}
 	frames, err := wire.SplitFrames(rx)

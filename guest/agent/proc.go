@@ -200,6 +200,7 @@ func (a *agent) instanceDone(p *proc) {
 	p.live--
 	p.settle()
 	a.pmu.Unlock()
+	a.kick() // the node may be done now
 }
 
 // startProc starts an instance of p, in its cgroup, with its output piped
