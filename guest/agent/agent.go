@@ -251,6 +251,10 @@ func (a *agent) wakeWork() {
 	rx, rerr := p.TakeRX()
 	branch := p.Branch()
 	p.Leave()
+	// The controller emptied the regions: room for what did not fit.
+	// (Only then: in idle mode spin a kick per epoch would wake the
+	// publisher's thread at every barrier, for nothing.)
+	more := len(a.pending) > 0 || len(a.pendingTX) > 0
 	a.mu.Unlock()
 	if cerr != nil {
 		a.logf("commands: %v", cerr)
@@ -268,7 +272,9 @@ func (a *agent) wakeWork() {
 			a.logf("branch seed: %v", err)
 		}
 	}
-	a.kick() // the controller emptied the regions: room for what waits
+	if more {
+		a.kick()
+	}
 }
 
 // lockRT pins the calling goroutine to its thread and gives the thread
