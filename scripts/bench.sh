@@ -75,7 +75,7 @@ PY
 echo
 fi
 if want idle; then
-echo "## Idle mode: warp (patched QEMU, guests halt) vs spin, same run"
+echo "## Idle mode: warp (detvm's QEMU holds the guests, they halt) vs spin, same run"
 echo
 echo "| run | guests | boot ms | virtual s | wall ms | epoch wall µs | held µs | virtual/wall |"
 echo "|---|---|---|---|---|---|---|---|"
